@@ -1,0 +1,13 @@
+"""dgn_am: synthesize the preferred inputs of neurons.
+
+    model = dgn_am.load_model("fmnist-caffenet")           # images (B, 1, 28, 28) in [0, 1] -> logits
+    result, items = dgn_am.synthesize(model, dgn_am.parse_units("fc8:0-9"), seeds=[0, 1], method=dgn_am.get_method("simonyan"))
+"""
+
+from dgn_am.engine import Result, StepRule, maximize
+from dgn_am.layers import Unit, list_layers, parse_units
+from dgn_am.methods import METHODS, Method, get_method, synthesize
+from dgn_am.models import InputSpec, TargetModel, load_model
+
+__all__ = ["InputSpec", "METHODS", "Method", "Result", "StepRule", "TargetModel", "Unit", "get_method",
+           "list_layers", "load_model", "maximize", "parse_units", "synthesize"]

@@ -1,0 +1,204 @@
+"""The `dgn-am` command line: argument parsing and file output only; the work happens in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="fmnist-caffenet",
+                   help="shipped name (fmnist-caffenet, fmnist-resnet, fmnist-caffenet-s1), torchvision:NAME, "
+                        "or package.module:factory (default: %(default)s)")
+    p.add_argument("--weights", default=None, help="weights file (.safetensors or torch.save state_dict), "
+                   "or 'random' for random initialization; shipped models default to checkpoints/")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
+
+
+def _load(args) -> torch.nn.Module:
+    from dgn_am.models.loading import load_model
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device} asked for, but no CUDA device is available; use --device cpu")
+    return load_model(args.model, args.weights, device=args.device)
+
+
+def _file_stem(unit, seed: int, method: str) -> str:
+    where = ""
+    if isinstance(unit.spatial, tuple):
+        where = f"_at{unit.spatial[0]}-{unit.spatial[1]}"
+    elif unit.spatial == "mean" and unit.layer:
+        where = "_mean"
+    return f"{unit.layer.replace('.', '-')}_u{unit.index}{where}_s{seed}_{method}"
+
+
+def _output_layer(model, layer: str) -> bool:
+    """True when `layer` produces the model's final output (so a softmax probability means something)."""
+    from dgn_am.layers import list_layers
+
+    layers = list_layers(model)
+    return bool(layers) and layers[-1][0] == layer
+
+
+def cmd_synthesize(args) -> int:
+    from dgn_am.imageio import atomic_write, make_grid, save_image
+    from dgn_am.layers import check_units, parse_units
+    from dgn_am.methods import get_method, synthesize
+    from tqdm import tqdm
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    method = get_method(args.method).with_overrides(steps=args.steps, lr=args.lr)
+    model = _load(args)
+    units = [u for spec in args.units for u in parse_units(spec)]
+    check_units(model, units)  # every error is raised before anything is written
+    prior = None
+    if method.parameterization == "code":
+        from dgn_am.priors import load_prior
+
+        prior = load_prior(args.prior, device=args.device, target=model)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
+    records, images = [], []
+    chunk = max(1, args.batch_size // len(seeds)) if args.batch_size else len(units)
+    started = time.perf_counter()
+    with tqdm(total=method.steps * -(-len(units) // chunk), desc=f"{method.name}", unit="step",
+              disable=args.quiet) as bar:
+        for lo in range(0, len(units), chunk):
+            part = units[lo: lo + chunk]
+            result, items = synthesize(model, part, seeds, method, prior=prior,
+                                       progress=lambda i, n, s: (bar.update(1), bar.set_postfix(act=f"{s.mean():.2f}")))
+            with torch.no_grad():
+                logits = model(result.images)
+            for row, (unit, seed) in enumerate(items):
+                stem = _file_stem(unit, seed, method.name)
+                save_image(result.images[row], out / f"{stem}.png")
+                prob = None
+                if _output_layer(model, unit.layer):
+                    prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
+                records.append({
+                    "method": method.name, "model": args.model, "layer": unit.layer,
+                    "unit": unit.index if unit.spatial in ("centre", None) else str(unit), "seed": seed,
+                    "steps": method.steps, "activation": float(result.activations[row]), "prob": prob,
+                    "path": f"{stem}.png",
+                    "settings": {**result.settings, "weights": args.weights, "prior": args.prior,
+                                 "address": str(unit), "device": args.device},
+                })
+            images.append(result.images.cpu())
+    all_images = torch.cat(images)
+    spec = model.input_spec
+    scale = max(1, 112 // max(spec.size))
+    grid = make_grid(all_images, rows=len(units))
+    save_image(grid, out / "grid.png", scale=scale)
+    lines = "".join(json.dumps(r) + "\n" for r in records)
+    atomic_write(out / "manifest.jsonl", lambda tmp: Path(tmp).write_text(lines))
+    if not args.quiet:
+        mean_act = sum(r["activation"] for r in records) / len(records)
+        print(f"wrote {len(records)} images, grid.png and manifest.jsonl to {out} "
+              f"(mean activation {mean_act:.3f}, {time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from dgn_am.layers import list_layers
+
+    model = _load(args)
+    spec = model.input_spec
+    print(f"# {args.model}: input (B, {spec.channels}, {spec.size[0]}, {spec.size[1]}) in [0, 1]")
+    for name, kind, shape in list_layers(model):
+        if args.all or "." not in name:
+            print(f"{name:<28} {kind:<20} {tuple(shape)}")
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from dgn_am.methods import METHODS
+
+    for name, m in sorted(METHODS.items()):
+        print(f"{name:<22} {m.parameterization:<8} {m.steps:>5} steps  {m.description}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from dgn_am.data import load_fashion_mnist
+
+    model = _load(args)
+    x, y = load_fashion_mnist("test", args.data_dir)
+    correct = 0
+    with torch.no_grad():
+        for lo in range(0, len(x), 1000):
+            correct += int((model(x[lo: lo + 1000].to(args.device)).argmax(1).cpu() == y[lo: lo + 1000]).sum())
+    print(json.dumps({"model": args.model, "test_images": len(x), "top1": correct / len(x)}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgn-am", description="Synthesize the preferred inputs of neurons.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synthesize", help="optimize images that maximize units",
+                       description="Optimize preferred inputs for every (unit, seed) pair and write PNGs, "
+                                   "grid.png (one row per unit) and manifest.jsonl to --out.")
+    _add_model_args(p)
+    p.add_argument("--units", nargs="+", default=["fc8:0-9"],
+                   help="unit addresses: fc8:3, fc8:0-9, fc8:1,5,7, conv5:12, conv5:12@mean, conv5:12@3,4 "
+                        "(default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=4, help="number of seeds per unit (default: %(default)s)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
+    p.add_argument("--method", default="simonyan", help="a method name; `dgn-am methods` lists them")
+    p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
+    p.add_argument("--lr", type=float, default=None, help="override the method's first step size")
+    p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("layers", help="list a model's layers and output shapes")
+    _add_model_args(p)
+    p.add_argument("--all", action="store_true", help="include nested modules (names with dots)")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("methods", help="list the named methods")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("evaluate", help="top-1 accuracy of a model on the Fashion-MNIST test set")
+    _add_model_args(p)
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.set_defaults(func=cmd_evaluate)
+
+    sub.add_parser("train-classifier", help="train a target classifier (see: dgn-am train-classifier --help)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "train-classifier":
+        from training.classifier import main as train_classifier
+
+        train_classifier(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ValueError, FileNotFoundError) as e:
+        print(f"dgn-am {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

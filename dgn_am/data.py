@@ -1,0 +1,101 @@
+"""Datasets as plain tensors: Fashion-MNIST from its gzip IDX files, and folders of a user's own images.
+
+No Lightning here; `training.data` wraps these in DataModules. Nothing downloads unless the caller asks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+HOW_TO_GET = (
+    "install the Debian package (apt-get install dataset-fashion-mnist, which puts the files in "
+    f"{DEBIAN_FASHION_MNIST}), or pass --data-dir DIR holding {', '.join(_FILES['train'] + _FILES['test'])}, "
+    "or set DGN_AM_FASHION_MNIST=DIR, or pass --download to fetch them with torchvision (needs internet)"
+)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read a (optionally gzipped) IDX file: unsigned-byte images (N, H, W) or labels (N,)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
+    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(f"{path} is truncated: header says {shape}, found {array.size} bytes")
+    return array.reshape(shape)
+
+
+def fashion_mnist_dir(data_dir: str | Path | None = None) -> Path:
+    """The folder with the IDX files: data_dir, else $DGN_AM_FASHION_MNIST, else the Debian package's folder."""
+    candidates = [Path(data_dir)] if data_dir else []
+    if os.environ.get("DGN_AM_FASHION_MNIST"):
+        candidates.append(Path(os.environ["DGN_AM_FASHION_MNIST"]))
+    candidates.append(DEBIAN_FASHION_MNIST)
+    for c in candidates:
+        if all((c / f).is_file() for f in _FILES["train"] + _FILES["test"]):
+            return c
+        raw = c / "FashionMNIST" / "raw"  # torchvision's download layout
+        if all((raw / f).is_file() for f in _FILES["train"] + _FILES["test"]):
+            return raw
+    raise FileNotFoundError(f"Fashion-MNIST not found in {', '.join(map(str, candidates))}; {HOW_TO_GET}")
+
+
+def load_fashion_mnist(
+    split: str = "train", data_dir: str | Path | None = None, download: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (images, labels): images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64.
+
+    download=True fetches the files with torchvision into data_dir (default ./data) when they are missing.
+    """
+    if split not in _FILES:
+        raise ValueError(f"unknown split '{split}'; use 'train' or 'test'")
+    try:
+        root = fashion_mnist_dir(data_dir)
+    except FileNotFoundError:
+        if not download:
+            raise
+        import torchvision
+
+        target = Path(data_dir or "data")
+        torchvision.datasets.FashionMNIST(str(target), train=True, download=True)
+        torchvision.datasets.FashionMNIST(str(target), train=False, download=True)
+        root = fashion_mnist_dir(target)
+    images_file, labels_file = _FILES[split]
+    images = torch.from_numpy(read_idx(root / images_file).copy()).float().div_(255).unsqueeze(1)
+    labels = torch.from_numpy(read_idx(root / labels_file).astype(np.int64))
+    return images, labels
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """List an ImageFolder tree (root/CLASS/IMAGE): (paths, labels, class names). Errors say what is wrong."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist; expected {root}/CLASS_NAME/IMAGE.png ...")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    paths, labels = [], []
+    for i, c in enumerate(classes):
+        for p in sorted((root / c).rglob("*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(p)
+                labels.append(i)
+    if not paths:
+        raise ValueError(f"no images found under {root}; expected {root}/CLASS_NAME/IMAGE with {IMAGE_SUFFIXES}")
+    return paths, labels, classes

@@ -1,0 +1,154 @@
+"""The optimization loop shared by every method. It writes no files and prints nothing.
+
+One call optimizes a whole batch: item b has its own seed and its own target (through the objective), and all
+items go through the model in one forward pass per step. Each step:
+
+  1. x = param.to_image(p)                        (B, C, H, W) in [0, 1]
+  2. x' = transforms(x)                           jitter etc., drawn from a torch.Generator seeded by the run
+  3. score = objective(activations of x')         (B,), to maximize
+  4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
+  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule
+  6. param.project(p), then each operator(p)      e.g. clip codes to bounds, then decay; or blur, pixel clipping
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+from dgn_am.layers import run
+from dgn_am.objectives import Objective
+from dgn_am.parameterizations import Parameterization
+
+
+class Penalty(Protocol):
+    """A term to SUBTRACT from the objective: (image (B, C, H, W), p (B, ...)) -> (B,). Includes its weight."""
+
+    def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor: ...
+
+
+class Transform(Protocol):
+    """A random, differentiable image transform: (x (B, C, H, W), generator) -> (B, C, H', W')."""
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor: ...
+
+
+@dataclass
+class StepContext:
+    """What an operator may look at after a step."""
+
+    step: int  # 0-based index of the step just taken
+    steps: int  # total number of steps
+    grad: torch.Tensor  # ascent direction d(score - penalties)/dp at the pre-step point, (B, ...)
+    param: Parameterization
+    score: Callable[[torch.Tensor], torch.Tensor]  # images (N, C, H, W) -> objective (N,), no transforms
+
+
+class Operator(Protocol):
+    """An in-place change to p after a step (Yosinski's r_theta): (p, ctx) -> None."""
+
+    def __call__(self, p: torch.Tensor, ctx: StepContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """How p moves along the ascent direction d.
+
+    kind: "sgd": p += lr * d;  "normalized": p += lr / mean(|d|) * d per item, so the mean absolute change per unit
+    equals lr (DGN-AM);  "adam": torch.optim.Adam on -score.
+    """
+
+    kind: str = "sgd"
+    lr: float = 1.0  # step size at the first step
+    lr_end: float | None = None  # None: constant; else linear decay lr_i = lr + (lr_end - lr) * i / steps
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sgd", "normalized", "adam"):
+            raise ValueError(f"unknown step rule '{self.kind}'; use sgd, normalized or adam")
+
+    def lr_at(self, i: int, steps: int) -> float:
+        return self.lr if self.lr_end is None else self.lr + (self.lr_end - self.lr) * i / steps
+
+
+@dataclass
+class Result:
+    """images (B, C, H, W) in [0, 1]; activations (B,) objective of the final images without transforms;
+    history (steps, B) objective at every step (with transforms); params (B, ...) the final optimized tensor."""
+
+    images: torch.Tensor
+    activations: torch.Tensor
+    history: torch.Tensor
+    params: torch.Tensor
+    seeds: list[int]
+    settings: dict = field(default_factory=dict)
+
+
+def run_seed(seeds: Sequence[int]) -> int:
+    """One number from all item seeds, for the run's transform generator."""
+    h = 0
+    for s in seeds:
+        h = (h * 1_000_003 + int(s)) % (2**63 - 1)
+    return h
+
+
+def maximize(
+    model: torch.nn.Module,
+    objective: Objective,
+    param: Parameterization,
+    seeds: Sequence[int],
+    steps: int,
+    step_rule: StepRule = StepRule(),
+    penalties: Sequence[Penalty] = (),
+    operators: Sequence[Operator] = (),
+    transforms: Sequence[Transform] = (),
+    progress: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> Result:
+    """Maximize objective over param for len(seeds) items at once; see the module docstring for one step.
+
+    progress(i, steps, score) is called after every step with the (B,) scores, e.g. to drive a progress bar.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    ref = next(model.parameters(), None)
+    device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
+    layers = list(objective.layers)
+    score_fn = lambda x: objective(run(model, x, layers))
+    gen = torch.Generator().manual_seed(run_seed(seeds))
+    p = param.init(seeds, device, dtype).requires_grad_(True)
+    adam = torch.optim.Adam([p], lr=step_rule.lr) if step_rule.kind == "adam" else None
+    history = torch.empty(steps, len(seeds))
+    for i in range(steps):
+        x = param.to_image(p)
+        xt = x
+        for t in transforms:
+            xt = t(xt, gen)
+        score = objective(run(model, xt, layers))
+        total = score
+        for pen in penalties:
+            total = total - pen(x, p)
+        (grad,) = torch.autograd.grad(total.sum(), p)  # ascent direction of (score - penalties)
+        lr = step_rule.lr_at(i, steps)
+        with torch.no_grad():
+            if adam is not None:
+                adam.param_groups[0]["lr"] = lr
+                p.grad = -grad  # Adam minimizes -score
+                adam.step()
+                p.grad = None
+            elif step_rule.kind == "normalized":
+                scale = grad.abs().flatten(1).mean(1).clamp(min=1e-12)  # (B,)
+                p.add_(grad * (lr / scale).view(-1, *[1] * (grad.dim() - 1)))
+            else:
+                p.add_(grad, alpha=lr)
+            param.project(p)
+            ctx = StepContext(i, steps, grad, param, score_fn)
+            for op in operators:
+                op(p, ctx)
+        history[i] = score.detach().float().cpu()
+        if progress is not None:
+            progress(i, steps, history[i])
+    with torch.no_grad():
+        images = param.to_image(p).detach()
+        final = score_fn(images).detach()
+    return Result(images=images, activations=final, history=history, params=p.detach(), seeds=list(seeds))

@@ -1,0 +1,107 @@
+"""Named recipes. A method = a parameterization + penalties + operators + transforms + a step schedule.
+
+Methods are frozen dataclasses: `dataclasses.replace(get_method("simonyan"), steps=50)` makes a variant, and
+`Method(...)` composes a new one from the same pieces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dgn_am.engine import Result, StepRule, maximize
+from dgn_am.layers import Unit, check_units
+from dgn_am.objectives import UnitObjective
+from dgn_am.parameterizations import Parameterization, PixelParam
+from dgn_am.regularizers import L2Penalty
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # registry name, written into every output's settings
+    parameterization: str = "pixels"  # a key of PARAMETERIZATIONS
+    init: str = "zeros"  # parameterization-specific start: zeros, randn, mean-image, ...
+    init_std: float = 0.01  # std of a "randn" start
+    steps: int = 200  # optimization steps
+    step_rule: StepRule = StepRule()  # update rule and learning-rate schedule
+    penalties: tuple = ()  # subtracted from the objective (regularizers.py)
+    operators: tuple = ()  # applied to p after every step (regularizers.py)
+    transforms: tuple = ()  # applied to the image before the model sees it (transforms.py)
+    options: tuple[tuple[str, Any], ...] = ()  # parameterization-specific settings, as (key, value) pairs
+    description: str = ""  # one line for --help and the README
+
+    def settings(self) -> dict:
+        """Everything needed to rebuild this method, as JSON-ready data."""
+        def describe(obj: Any) -> Any:
+            if dataclasses.is_dataclass(obj):
+                return {"type": obj.__class__.__name__, **{f.name: describe(getattr(obj, f.name))
+                                                           for f in dataclasses.fields(obj)}}
+            if isinstance(obj, (tuple, list)):
+                return [describe(o) for o in obj]
+            return obj if isinstance(obj, (int, float, str, bool, type(None))) else repr(obj)
+
+        return describe(self)
+
+    def with_overrides(self, steps: int | None = None, lr: float | None = None) -> "Method":
+        out = self
+        if steps is not None:
+            out = dataclasses.replace(out, steps=steps)
+        if lr is not None:
+            out = dataclasses.replace(out, step_rule=dataclasses.replace(out.step_rule, lr=lr))
+        return out
+
+
+def _pixels(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
+    spec = model.input_spec
+    opts = dict(method.options)
+    return PixelParam((spec.channels, *spec.size), centre=spec.mean, init=opts.get("init_image", method.init),
+                      init_std=method.init_std, box=opts.get("box", True))
+
+
+# name -> builder(method, model, prior) -> Parameterization; other modules register theirs here
+PARAMETERIZATIONS: dict[str, Callable[[Method, torch.nn.Module, Any], Parameterization]] = {"pixels": _pixels}
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+register(Method(
+    name="simonyan",
+    description="Simonyan et al. 2013: gradient ascent on the raw unit with an L2 penalty, from the mean image",
+    init="zeros",
+    steps=200,
+    step_rule=StepRule("sgd", lr=0.05),
+    penalties=(L2Penalty(weight=0.05),),
+))
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method '{name}'; available: {', '.join(sorted(METHODS))} (dgn-am methods)")
+    return METHODS[name]
+
+
+def synthesize(
+    model: torch.nn.Module,
+    units: Sequence[Unit],
+    seeds: Sequence[int],
+    method: Method,
+    prior: Any = None,
+    progress: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> tuple[Result, list[tuple[Unit, int]]]:
+    """Optimize every (unit, seed) pair in one batch. Returns the result and the (unit, seed) of each row."""
+    check_units(model, list(units))
+    items = [(u, s) for u in units for s in seeds]
+    objective = UnitObjective([u for u, _ in items])
+    param = PARAMETERIZATIONS[method.parameterization](method, model, prior)
+    result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
+                      method.penalties, method.operators, method.transforms, progress=progress)
+    result.settings = {"method": method.settings(), "parameterization": param.settings()}
+    return result, items

@@ -1,0 +1,175 @@
+"""Load target networks by name: shipped checkpoints, torchvision architectures, or a user's own factory.
+
+Nothing here downloads. Weights are read without executing code (safetensors, or torch.load(weights_only=True)).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dgn_am.models.fmnist import FASHION_MNIST_INPUT, FmnistCaffeNet, FmnistResNet
+from dgn_am.models.spec import IMAGENET_INPUT, InputSpec, check_images
+
+# name -> (architecture factory, input spec, weights file in checkpoints/)
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "fmnist-caffenet": FmnistCaffeNet,
+    "fmnist-resnet": FmnistResNet,
+}
+SHIPPED: dict[str, tuple[str, InputSpec, str]] = {
+    "fmnist-caffenet": ("fmnist-caffenet", FASHION_MNIST_INPUT, "fmnist-caffenet.safetensors"),
+    "fmnist-resnet": ("fmnist-resnet", FASHION_MNIST_INPUT, "fmnist-resnet.safetensors"),
+    "fmnist-caffenet-s1": ("fmnist-caffenet", FASHION_MNIST_INPUT, "fmnist-caffenet-s1.safetensors"),
+}
+
+
+class TargetModel(nn.Module):
+    """A network with its input convention folded in.
+
+    forward: x (B, C, H, W) in [0, 1] -> the raw network's output. Layer names refer to `net`'s modules.
+    """
+
+    def __init__(self, net: nn.Module, input_spec: InputSpec, name: str = "model") -> None:
+        super().__init__()
+        self.net = net
+        self.input_spec = input_spec
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.input_spec)
+        return self.net(self.input_spec.normalize(x))
+
+
+def checkpoints_dir() -> Path:
+    """Where shipped weights live: $DGN_AM_CHECKPOINTS, else the repository's checkpoints/ folder."""
+    env = os.environ.get("DGN_AM_CHECKPOINTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read weights without executing code. Returns (state_dict, metadata); metadata is empty for .pt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(
+            f"could not read weights file {path}: {e.__class__.__name__}: {e}. Expected a .safetensors file or a "
+            "state_dict saved with torch.save(model.state_dict(), PATH)"
+        ) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # a Lightning checkpoint
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"weights file {path} does not hold a state_dict (a dict of tensors)")
+    return obj, {}
+
+
+def write_state_dict(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
+    """Save weights as safetensors; metadata values are stored as JSON strings."""
+    from safetensors.torch import save_file
+
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path), metadata=meta)
+
+
+def load_weights(net: nn.Module, path: str | Path) -> dict[str, str]:
+    """Load a state_dict into net, with an error that names the mismatch. Returns the file's metadata."""
+    state, meta = read_state_dict(path)
+    if state and all(k.startswith("net.") for k in state):
+        state = {k[4:]: v for k, v in state.items()}
+    result = net.load_state_dict(state, strict=False)
+    mismatched = [k for k, v in state.items() if k in net.state_dict() and net.state_dict()[k].shape != v.shape]
+    if result.missing_keys or result.unexpected_keys or mismatched:
+        raise ValueError(
+            f"weights file {path} does not match the architecture {net.__class__.__name__}: "
+            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}, wrong shape {mismatched[:5]}"
+        )
+    return meta
+
+
+def load_model(spec: str, weights: str | Path | None = None, device: str | torch.device = "cpu") -> TargetModel:
+    """Return an eval-mode model that takes (B, C, H, W) images in [0, 1].
+
+    spec:
+      - a shipped name: fmnist-caffenet, fmnist-resnet, fmnist-caffenet-s1 (weights default to checkpoints/);
+      - torchvision:NAME, e.g. torchvision:resnet50, with weights=FILE or weights="random";
+      - package.module:factory, a callable returning an nn.Module that has an `input_spec` attribute
+        (an InputSpec or its dict), with optional weights=FILE.
+    """
+    if spec in SHIPPED:
+        arch, input_spec, filename = SHIPPED[spec]
+        net = ARCHITECTURES[arch]()
+        path = Path(weights) if weights else checkpoints_dir() / filename
+        if str(weights) != "random":
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"weights for {spec} not found at {path}; set DGN_AM_CHECKPOINTS to the folder holding {filename}, "
+                    f"or retrain it with the command in checkpoints/MANIFEST"
+                )
+            load_weights(net, path)
+    elif spec.startswith("torchvision:"):
+        net, input_spec = _torchvision(spec.split(":", 1)[1], weights)
+    elif ":" in spec:
+        net, input_spec = _factory(spec, weights)
+    else:
+        raise ValueError(
+            f"unknown model '{spec}'; use one of {', '.join(SHIPPED)}, torchvision:NAME --weights FILE, "
+            "or package.module:factory"
+        )
+    model = TargetModel(net, input_spec, name=spec).to(device)
+    model.eval().requires_grad_(False)
+    return model
+
+
+def _torchvision(name: str, weights: str | Path | None) -> tuple[nn.Module, InputSpec]:
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise ValueError(f"unknown torchvision model '{name}'; available: {', '.join(sorted(available))}")
+    if weights is None:
+        raise ValueError(
+            f"torchvision:{name} needs a weights file: pass --weights FILE (a state_dict saved with torch.save), "
+            "or --weights random for random initialization. Nothing is downloaded."
+        )
+    kwargs = {"aux_logits": False, "init_weights": False} if name in ("inception_v3", "googlenet") else {}
+    net = torchvision.models.get_model(name, weights=None, **kwargs)
+    if str(weights) != "random":
+        load_weights(net, weights)
+    size = 299 if name == "inception_v3" else 224
+    spec = InputSpec(size=(size, size), channels=3, mean=IMAGENET_INPUT.mean, std=IMAGENET_INPUT.std)
+    return net, spec
+
+
+def _factory(spec: str, weights: str | Path | None) -> tuple[nn.Module, InputSpec]:
+    module_name, attr = spec.rsplit(":", 1)
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot import '{spec}': {e}. Give package.module:callable, importable from here") from None
+    net = factory()
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"{spec} returned {type(net).__name__}, not a torch.nn.Module")
+    input_spec = getattr(net, "input_spec", None)
+    if isinstance(input_spec, dict):
+        input_spec = InputSpec.from_dict(input_spec)
+    if not isinstance(input_spec, InputSpec):
+        raise ValueError(
+            f"{spec} returned a module without an `input_spec`; set net.input_spec = dgn_am.InputSpec(size=(H, W), "
+            "channels=C, mean=(...), std=(...)) so images are converted correctly"
+        )
+    if weights is not None and str(weights) != "random":
+        load_weights(net, weights)
+    return net, input_spec
