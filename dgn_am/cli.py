@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train-classifier", help="train a target classifier (see: dgn-am train-classifier --help)",
                    add_help=False)
+    sub.add_parser("train-prior", help="train a generator prior (see: dgn-am train-prior --help)", add_help=False)
     return parser
 
 
@@ -191,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         from training.classifier import main as train_classifier
 
         train_classifier(argv[1:])
+        return 0
+    if argv and argv[0] == "train-prior":
+        from training.train_prior import main as train_prior
+
+        train_prior(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
     try:

@@ -4,7 +4,8 @@ One call optimizes a whole batch: item b has its own seed and its own target (th
 items go through the model in one forward pass per step. Each step:
 
   1. x = param.to_image(p)                        (B, C, H, W) in [0, 1]
-  2. x' = transforms(x)                           jitter etc., drawn from a torch.Generator seeded by the run
+  2. x' = transforms(x)                           jitter etc., drawn from a torch.Generator seeded by the run;
+                                                  a result larger than (H, W) (after Pad) is centre-cropped back
   3. score = objective(activations of x')         (B,), to maximize
   4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
   5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule
@@ -43,7 +44,9 @@ class StepContext:
     steps: int  # total number of steps
     grad: torch.Tensor  # ascent direction d(score - penalties)/dp at the pre-step point, (B, ...)
     param: Parameterization
-    score: Callable[[torch.Tensor], torch.Tensor]  # images (N, C, H, W) -> objective (N,), no transforms
+    # images (N, C, H, W) -> objective (N,), no transforms. N may be any multiple k * B of the batch size: the
+    # images are read as k blocks of B rows, row n scored with item (n % B)'s objective (one forward pass).
+    score: Callable[[torch.Tensor], torch.Tensor]
 
 
 class Operator(Protocol):
@@ -57,16 +60,20 @@ class StepRule:
     """How p moves along the ascent direction d.
 
     kind: "sgd": p += lr * d;  "normalized": p += lr / mean(|d|) * d per item, so the mean absolute change per unit
-    equals lr (DGN-AM);  "adam": torch.optim.Adam on -score.
+    equals lr (DGN-AM);  "adam": torch.optim.Adam on -score;  "momentum": torch.optim.SGD with heavy-ball
+    momentum (Mahendran & Vedaldi);  "progress": p += min(lr_max, lr / ||d||^2) * d per item, so a linear
+    objective rises by lr per step, with the step size capped at lr_max (Yosinski's toolbox "progress" policy).
     """
 
     kind: str = "sgd"
-    lr: float = 1.0  # step size at the first step
+    lr: float = 1.0  # step size at the first step ("progress": desired objective rise per step)
     lr_end: float | None = None  # None: constant; else linear decay lr_i = lr + (lr_end - lr) * i / steps
+    momentum: float = 0.9  # "momentum" only: the heavy-ball coefficient
+    lr_max: float | None = None  # "progress" only: the largest step size lr / ||d||^2 may reach (None: no cap)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("sgd", "normalized", "adam"):
-            raise ValueError(f"unknown step rule '{self.kind}'; use sgd, normalized or adam")
+        if self.kind not in ("sgd", "normalized", "adam", "momentum", "progress"):
+            raise ValueError(f"unknown step rule '{self.kind}'; use sgd, normalized, adam, momentum or progress")
 
     def lr_at(self, i: int, steps: int) -> float:
         return self.lr if self.lr_end is None else self.lr + (self.lr_end - self.lr) * i / steps
@@ -83,6 +90,18 @@ class Result:
     params: torch.Tensor
     seeds: list[int]
     settings: dict = field(default_factory=dict)
+
+
+def centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """x (B, C, H', W') with H' >= H, W' >= W -> its centre (B, C, H, W); x itself when it already fits."""
+    h, w = int(size[0]), int(size[1])
+    if tuple(x.shape[-2:]) == (h, w):
+        return x
+    if x.shape[-2] < h or x.shape[-1] < w:
+        raise ValueError(f"transforms shrank the image to {tuple(x.shape[-2:])}, smaller than the model's input "
+                         f"({h}, {w}); transforms may keep or enlarge the size (Pad), never shrink it")
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., top: top + h, left: left + w]
 
 
 def run_seed(seeds: Sequence[int]) -> int:
@@ -114,16 +133,32 @@ def maximize(
     ref = next(model.parameters(), None)
     device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
     layers = list(objective.layers)
-    score_fn = lambda x: objective(run(model, x, layers))
+    batch = len(seeds)
+
+    def score_fn(x: torch.Tensor) -> torch.Tensor:
+        """x (k * B, C, H, W) -> (k * B,): row n scored with item n % B's objective, in one forward pass."""
+        if x.shape[0] % batch:
+            raise ValueError(f"score() takes a multiple of the batch size {batch} images, got {x.shape[0]}")
+        acts = run(model, x, layers)
+        if x.shape[0] == batch:
+            return objective(acts)
+        return torch.cat([objective({k: v[lo: lo + batch] for k, v in acts.items()})
+                          for lo in range(0, x.shape[0], batch)])
+
     gen = torch.Generator().manual_seed(run_seed(seeds))
     p = param.init(seeds, device, dtype).requires_grad_(True)
-    adam = torch.optim.Adam([p], lr=step_rule.lr) if step_rule.kind == "adam" else None
+    opt = None
+    if step_rule.kind == "adam":
+        opt = torch.optim.Adam([p], lr=step_rule.lr)
+    elif step_rule.kind == "momentum":
+        opt = torch.optim.SGD([p], lr=step_rule.lr, momentum=step_rule.momentum)
     history = torch.empty(steps, len(seeds))
     for i in range(steps):
         x = param.to_image(p)
         xt = x
         for t in transforms:
             xt = t(xt, gen)
+        xt = centre_crop(xt, x.shape[-2:])
         score = objective(run(model, xt, layers))
         total = score
         for pen in penalties:
@@ -131,14 +166,19 @@ def maximize(
         (grad,) = torch.autograd.grad(total.sum(), p)  # ascent direction of (score - penalties)
         lr = step_rule.lr_at(i, steps)
         with torch.no_grad():
-            if adam is not None:
-                adam.param_groups[0]["lr"] = lr
-                p.grad = -grad  # Adam minimizes -score
-                adam.step()
+            if opt is not None:
+                opt.param_groups[0]["lr"] = lr
+                p.grad = -grad  # the torch optimizers minimize -score
+                opt.step()
                 p.grad = None
             elif step_rule.kind == "normalized":
                 scale = grad.abs().flatten(1).mean(1).clamp(min=1e-12)  # (B,)
                 p.add_(grad * (lr / scale).view(-1, *[1] * (grad.dim() - 1)))
+            elif step_rule.kind == "progress":
+                size = lr / grad.flatten(1).pow(2).sum(1).clamp(min=1e-30)  # (B,)
+                if step_rule.lr_max is not None:
+                    size = size.clamp(max=step_rule.lr_max)
+                p.add_(grad * size.view(-1, *[1] * (grad.dim() - 1)))
             else:
                 p.add_(grad, alpha=lr)
             param.project(p)

@@ -16,7 +16,7 @@ from dgn_am.engine import Result, StepRule, maximize
 from dgn_am.layers import Unit, check_units
 from dgn_am.objectives import UnitObjective
 from dgn_am.parameterizations import Parameterization, PixelParam
-from dgn_am.regularizers import L2Penalty
+from dgn_am.regularizers import Decay, L2Penalty
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class Method:
                                                            for f in dataclasses.fields(obj)}}
             if isinstance(obj, (tuple, list)):
                 return [describe(o) for o in obj]
+            if isinstance(obj, torch.Tensor):
+                return f"tensor{tuple(obj.shape)}"
             return obj if isinstance(obj, (int, float, str, bool, type(None))) else repr(obj)
 
         return describe(self)
@@ -105,3 +107,42 @@ def synthesize(
                       method.penalties, method.operators, method.transforms, progress=progress)
     result.settings = {"method": method.settings(), "parameterization": param.settings()}
     return result, items
+
+
+# ---- DGN-AM: optimize the code of a learned generator prior (Nguyen et al. 2016) ----
+
+def _code(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
+    from dgn_am.parameterizations import CodeParam
+
+    if prior is None:
+        raise ValueError(f"method {method.name} needs a generator prior: pass --prior NAME_OR_FILE "
+                         "(shipped: fmnist-fc6) or prior=dgn_am.load_prior(...)")
+    opts = dict(method.options)
+    init = opts.get("init_codes", method.init)
+    return CodeParam(prior, model.input_spec, init=init, init_std=method.init_std, clip=opts.get("clip", True))
+
+
+PARAMETERIZATIONS["code"] = _code
+
+# The reference loop: h ~ N(0, 1) from the seed, 200 normalized steps with lr decaying linearly 8 -> 1e-10,
+# clip to [lower, upper] after every step, then h *= 0.99; the last iterate is returned.
+register(Method(
+    name="dgn-am",
+    description="Nguyen et al. 2016, faithful: normalized steps lr 8 -> 1e-10, clip to [0, mean+3std], decay 0.99",
+    parameterization="code",
+    init="randn",
+    init_std=1.0,
+    steps=200,
+    step_rule=StepRule("normalized", lr=8.0, lr_end=1e-10),
+    operators=(Decay(rate=0.01),),
+))
+register(Method(
+    name="dgn-am-adam",
+    description="DGN-AM with Adam (lr 0.05) instead of normalized steps, for comparison; same clipping and decay",
+    parameterization="code",
+    init="randn",
+    init_std=1.0,
+    steps=200,
+    step_rule=StepRule("adam", lr=0.05),
+    operators=(Decay(rate=0.01),),
+))

@@ -84,3 +84,46 @@ class PixelParam(Parameterization):
         init = "image" if isinstance(self.init_mode, torch.Tensor) else self.init_mode
         return {"name": self.name, "init": init, "init_std": self.init_std, "box": self.box,
                 "centre": self.centre.flatten().tolist()}
+
+
+class CodeParam(Parameterization):
+    """DGN-AM: optimize a code h (B, code_dim) of a generator prior; the image is prior.image(h) for `target`.
+
+    init "randn": h ~ N(0, init_std^2) per item from its seed (the reference, init_std 1);
+    init "stats": h ~ N(mean, (init_std * std)^2) of the real codes, so the start looks like a real code;
+    a tensor (code_dim,) or (B, code_dim) starts from given codes (e.g. the code of a real image).
+    project() clips h into [lower, upper] per unit (post-ReLU codes: [0, mean + k * std]).
+    """
+
+    name = "code"
+
+    def __init__(self, prior, target_spec, init: Init = "randn", init_std: float = 1.0, clip: bool = True) -> None:
+        self.prior, self.target_spec = prior, target_spec
+        self.init_mode, self.init_std, self.clip = init, init_std, clip
+
+    def init(self, seeds: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        d = self.prior.code_dim
+        if isinstance(self.init_mode, torch.Tensor):
+            h = self.init_mode.reshape(-1, d).float().cpu()
+            if h.shape[0] not in (1, len(seeds)):
+                raise ValueError(f"init codes have {h.shape[0]} rows; need 1 or {len(seeds)}")
+            h = h.expand(len(seeds), d).clone()
+        elif self.init_mode == "randn":
+            h = seeded_normal(seeds, (d,), self.init_std)
+        elif self.init_mode == "stats":
+            h = self.prior.mean.cpu() + seeded_normal(seeds, (d,), self.init_std) * self.prior.std.cpu()
+        else:
+            raise ValueError(f"unknown code init '{self.init_mode}'; use 'randn', 'stats' or a code tensor")
+        return h.to(device=device, dtype=dtype)
+
+    def to_image(self, p: torch.Tensor) -> torch.Tensor:
+        return self.prior.image(p, self.target_spec)
+
+    def project(self, p: torch.Tensor) -> None:
+        if self.clip:
+            torch.maximum(torch.minimum(p, self.prior.upper.to(p)), self.prior.lower.to(p), out=p)
+
+    def settings(self) -> dict:
+        init = "codes" if isinstance(self.init_mode, torch.Tensor) else self.init_mode
+        return {"name": self.name, "init": init, "init_std": self.init_std, "clip": self.clip,
+                "prior": self.prior.provenance.get("path"), "code_dim": self.prior.code_dim}

@@ -1,0 +1,155 @@
+"""Learned image priors: a generator with the statistics and bounds of the code it inverts, and its provenance.
+
+A prior file (.safetensors) holds the generator's weights under `generator.*`, the per-unit code statistics
+`code_mean`, `code_std`, `code_lower`, `code_upper` (each (code_dim,)), and metadata: the generator config, the
+encoder (model and layer), k, and how it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgn_am.models.generators import Generator, GeneratorConfig
+from dgn_am.models.loading import checkpoints_dir, read_state_dict, write_state_dict
+from dgn_am.models.spec import InputSpec
+
+SHIPPED_PRIORS = {"fmnist-fc6": "prior-fmnist-fc6.safetensors"}
+CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)  # ImageNet mean on the 0..255 scale, BGR order, as the Caffe models used
+
+
+def caffe_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Caffe convention (B, 3, H, W), BGR with the mean subtracted, 0..255 -> RGB in [0, 1] (unclipped)."""
+    mean = torch.tensor(CAFFE_MEAN_BGR, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return ((x + mean) / 255.0).flip(1)
+
+
+def to_target(x: torch.Tensor, output: str, spec: InputSpec, clip: bool = True) -> torch.Tensor:
+    """The one conversion from a generator's output to a target model's input: (B, C, H, W) in [0, 1].
+
+    - value convention: "unit" is taken as is; "caffe" goes through caffe_to_unit;
+    - channels: RGB -> grayscale by ITU-R 601 luma; grayscale -> RGB by repetition;
+    - size: a larger square image is centre-cropped when the crop is within 1/8 of the size (256 -> 227 at offset
+      14, 256 -> 224 at offset 16, as the reference), otherwise resized bilinearly;
+    - values are clipped to [0, 1] (unless clip=False, for training), so what a target scores is what is saved.
+    """
+    if output == "caffe":
+        x = caffe_to_unit(x)
+    elif output != "unit":
+        raise ValueError(f"unknown generator output convention '{output}'")
+    if x.shape[1] == 3 and spec.channels == 1:
+        x = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, True)
+    elif x.shape[1] == 1 and spec.channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    h, w = spec.size
+    if tuple(x.shape[2:]) != (h, w):
+        dy, dx = x.shape[2] - h, x.shape[3] - w
+        if 0 <= dy <= x.shape[2] // 8 and 0 <= dx <= x.shape[3] // 8:
+            x = x[:, :, dy // 2: dy // 2 + h, dx // 2: dx // 2 + w]
+        else:
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return x.clamp(0, 1) if clip else x
+
+
+@dataclass
+class CodeStats:
+    """Per-unit statistics of an encoder's code over a dataset, each (code_dim,)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    count: int
+
+    def bounds(self, k: float = 3.0, nonnegative: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """lower, upper: [0, mean + k * std] for post-ReLU codes, [mean - k std, mean + k std] otherwise."""
+        upper = self.mean + k * self.std
+        lower = torch.zeros_like(upper) if nonnegative else self.mean - k * self.std
+        return lower, upper
+
+
+@torch.no_grad()
+def code_stats(encode: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[torch.Tensor],
+               progress: Callable[[int], None] | None = None) -> CodeStats:
+    """Mean and (population) std of encode(x) per unit over all batches, accumulated in float64."""
+    total = sq = None
+    n = 0
+    for x in batches:
+        h = encode(x).flatten(1).double()  # (B, D)
+        total = h.sum(0) if total is None else total + h.sum(0)
+        sq = (h * h).sum(0) if sq is None else sq + (h * h).sum(0)
+        n += h.shape[0]
+        if progress:
+            progress(h.shape[0])
+    if n == 0:
+        raise ValueError("code_stats got no data")
+    mean = total / n
+    std = (sq / n - mean * mean).clamp(min=0).sqrt()
+    return CodeStats(mean.float(), std.float(), n)
+
+
+@dataclass
+class Prior:
+    """A generator G and the box [lower, upper] its codes live in.
+
+    image(h): h (B, code_dim) -> (B, C, H, W) in [0, 1] in `target`'s format (RGB/grayscale, size).
+    """
+
+    generator: Generator
+    lower: torch.Tensor  # (code_dim,)
+    upper: torch.Tensor  # (code_dim,)
+    mean: torch.Tensor  # (code_dim,)
+    std: torch.Tensor  # (code_dim,)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def code_dim(self) -> int:
+        return self.generator.config.code_dim
+
+    def image(self, h: torch.Tensor, target: InputSpec) -> torch.Tensor:
+        return to_target(self.generator(h), self.generator.config.output, target)
+
+    def to(self, device) -> "Prior":
+        self.generator.to(device)
+        self.lower, self.upper = self.lower.to(device), self.upper.to(device)
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
+
+def save_prior(path: str | Path, generator: Generator, stats: CodeStats, k: float, nonnegative: bool,
+               provenance: dict) -> None:
+    lower, upper = stats.bounds(k, nonnegative)
+    state = {f"generator.{n}": t for n, t in generator.state_dict().items()}
+    state.update(code_mean=stats.mean, code_std=stats.std, code_lower=lower, code_upper=upper)
+    meta = {"generator_config": generator.config.to_dict(), "k": k, "nonnegative": nonnegative,
+            "code_count": stats.count, **provenance}
+    write_state_dict(path, state, meta)
+
+
+def load_prior(name: str | Path, device: str | torch.device = "cpu", target: nn.Module | None = None) -> Prior:
+    """A shipped prior by name (fmnist-fc6) or a prior file. Checks the code width against `target` if given."""
+    path = Path(name)
+    if str(name) in SHIPPED_PRIORS:
+        path = checkpoints_dir() / SHIPPED_PRIORS[str(name)]
+        if not path.is_file():
+            raise FileNotFoundError(f"prior {name} not found at {path}; set DGN_AM_CHECKPOINTS, or train it with the "
+                                    "command in checkpoints/MANIFEST")
+    elif not path.is_file():
+        raise FileNotFoundError(f"prior '{name}' is neither a shipped prior ({', '.join(SHIPPED_PRIORS)}) nor a file")
+    state, meta = read_state_dict(path)
+    needed = {"code_mean", "code_std", "code_lower", "code_upper"}
+    if "generator_config" not in meta or not needed.issubset(state):
+        raise ValueError(f"{path} is not a prior file: it lacks generator_config metadata or {sorted(needed)}")
+    config = GeneratorConfig.from_dict(json.loads(meta["generator_config"]))
+    generator = Generator(config)
+    generator.load_state_dict({k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")})
+    generator.eval().requires_grad_(False)
+    provenance = {k: (json.loads(v) if v[:1] in "[{" else v) for k, v in meta.items()}
+    provenance["path"] = str(path)
+    prior = Prior(generator, state["code_lower"], state["code_upper"], state["code_mean"], state["code_std"],
+                  provenance)
+    return prior.to(device)
