@@ -8,6 +8,7 @@ from dgn_am.engine import Result, StepRule, maximize
 from dgn_am.layers import Unit, list_layers, parse_units
 from dgn_am.methods import METHODS, Method, get_method, synthesize
 from dgn_am.models import InputSpec, TargetModel, load_model
+from dgn_am.priors import Prior, load_prior
 
 __all__ = ["InputSpec", "METHODS", "Method", "Result", "StepRule", "TargetModel", "Unit", "get_method",
-           "list_layers", "load_model", "maximize", "parse_units", "synthesize"]
+           "list_layers", "load_model", "load_prior", "Prior", "maximize", "parse_units", "synthesize"]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from dgn_am.models.spec import InputSpec
+
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
@@ -29,6 +31,8 @@ def _load(args) -> torch.nn.Module:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device} asked for, but no CUDA device is available; use --device cpu")
+    if str(args.weights) == "random":
+        torch.manual_seed(0)  # --weights random: the same network in every run and every command, not the RNG's
     return load_model(args.model, args.weights, device=args.device)
 
 
@@ -49,6 +53,25 @@ def _output_layer(model, layer: str) -> bool:
     return bool(layers) and layers[-1][0] == layer
 
 
+def _start_from_image(method, path: str, model, prior):
+    """Start every item from a real image: its code under the prior's encoder, or its pixels."""
+    import dataclasses
+
+    from dgn_am.imageio import load_image
+
+    if method.parameterization == "code":
+        from dgn_am.priors import encode
+
+        image = load_image(path, InputSpec((prior.generator.config.size,) * 2, prior.generator.config.channels,
+                                           (0.0,) * prior.generator.config.channels,
+                                           (1.0,) * prior.generator.config.channels))
+        return dataclasses.replace(method, init="codes", options=method.options + (("init_codes", encode(prior, image)[0]),))
+    if method.parameterization == "pixels":
+        image = load_image(path, model.input_spec)[0]
+        return dataclasses.replace(method, init="image", options=method.options + (("init_image", image),))
+    raise UsageError(f"--init-image is not supported by the {method.parameterization} parameterization")
+
+
 def cmd_synthesize(args) -> int:
     from dgn_am.imageio import atomic_write, make_grid, save_image
     from dgn_am.layers import check_units, parse_units
@@ -67,7 +90,9 @@ def cmd_synthesize(args) -> int:
     if method.parameterization == "code":
         from dgn_am.priors import load_prior
 
-        prior = load_prior(args.prior, device=args.device, target=model)
+        prior = load_prior(args.prior, device=args.device)
+    if args.init_image:
+        method = _start_from_image(method, args.init_image, model, prior)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +120,8 @@ def cmd_synthesize(args) -> int:
                     "steps": method.steps, "activation": float(result.activations[row]), "prob": prob,
                     "path": f"{stem}.png",
                     "settings": {**result.settings, "weights": args.weights, "prior": args.prior,
-                                 "address": str(unit), "device": args.device},
+                                 "address": str(unit), "device": args.device,
+                                 "init_image": args.init_image},
                 })
             images.append(result.images.cpu())
     all_images = torch.cat(images)
@@ -161,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="simonyan", help="a method name; `dgn-am methods` lists them")
     p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
     p.add_argument("--lr", type=float, default=None, help="override the method's first step size")
+    p.add_argument("--init-image", default=None, help="start from this image: its code under the prior's encoder "
+                   "for dgn-am methods, its pixels for pixel methods")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
     p.add_argument("--out", required=True, help="output folder")
@@ -183,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train-classifier", help="train a target classifier (see: dgn-am train-classifier --help)",
                    add_help=False)
     sub.add_parser("train-prior", help="train a generator prior (see: dgn-am train-prior --help)", add_help=False)
+    from dgn_am.explain.cli import add_commands; add_commands(sub)
     return parser
 
 

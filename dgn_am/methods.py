@@ -15,8 +15,10 @@ import torch
 from dgn_am.engine import Result, StepRule, maximize
 from dgn_am.layers import Unit, check_units
 from dgn_am.objectives import UnitObjective
-from dgn_am.parameterizations import Parameterization, PixelParam
-from dgn_am.regularizers import Decay, L2Penalty
+from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
+from dgn_am.regularizers import (AlphaNorm, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
+                                 TotalVariation)
+from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Method:
     transforms: tuple = ()  # applied to the image before the model sees it (transforms.py)
     options: tuple[tuple[str, Any], ...] = ()  # parameterization-specific settings, as (key, value) pairs
     description: str = ""  # one line for --help and the README
+    # image side (pixels) the spatial settings (blur width, jitter, pad) were tuned at; synthesize() rescales them
+    # by model side / reference_size (Method.rescaled). None: they are used as given, in the model's pixels.
+    reference_size: int | None = None
 
     def settings(self) -> dict:
         """Everything needed to rebuild this method, as JSON-ready data."""
@@ -47,6 +52,20 @@ class Method:
 
         return describe(self)
 
+    def rescaled(self, size: Sequence[int]) -> "Method":
+        """This method for images of `size` (H, W): every penalty, operator and transform with a `rescaled(factor)`
+        method gets factor = max(H, W) / reference_size (blur widths scale, pixel counts round half up, keeping at
+        least 1). Returns self when reference_size is None or the factor is 1."""
+        if self.reference_size is None or max(size) == self.reference_size:
+            return self
+        factor = max(size) / self.reference_size
+
+        def scale(parts: tuple) -> tuple:
+            return tuple(c.rescaled(factor) if hasattr(c, "rescaled") else c for c in parts)
+
+        return dataclasses.replace(self, penalties=scale(self.penalties), operators=scale(self.operators),
+                                   transforms=scale(self.transforms), reference_size=max(size))
+
     def with_overrides(self, steps: int | None = None, lr: float | None = None) -> "Method":
         out = self
         if steps is not None:
@@ -57,14 +76,35 @@ class Method:
 
 
 def _pixels(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
+    """init "zeros" / "randn": x = normalization mean + p. init "mean-image": x = mean image + p, p ~ N(0, init_std^2);
+    the mean image is option "mean_image" (a file or a (C, H, W) tensor) or dgn_am.parameterizations.mean_image's
+    default (the Fashion-MNIST training mean for Fashion-MNIST models, else the flat normalization mean)."""
     spec = model.input_spec
     opts = dict(method.options)
-    return PixelParam((spec.channels, *spec.size), centre=spec.mean, init=opts.get("init_image", method.init),
+    shape = (spec.channels, *spec.size)
+    if method.init == "mean-image" and "init_image" not in opts:
+        return PixelParam(shape, centre=mean_image(spec, opts.get("mean_image")), init="randn",
+                          init_std=method.init_std, box=opts.get("box", True))
+    return PixelParam(shape, centre=spec.mean, init=opts.get("init_image", method.init),
                       init_std=method.init_std, box=opts.get("box", True))
 
 
+def _fourier(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
+    """FourierParam; init "randn", "zeros" or "mean-image" (as for pixels, plus init_std noise on the spectrum).
+    Options: decorrelate (default: True for 3 channels), decay_power (1.0), gain (0.25), mean_image."""
+    spec = model.input_spec
+    opts = dict(method.options)
+    init: Any = method.init
+    if init == "mean-image":
+        init = mean_image(spec, opts.get("mean_image"))
+    return FourierParam((spec.channels, *spec.size), decorrelate=opts.get("decorrelate"),
+                        decay_power=opts.get("decay_power", 1.0), init=init, init_std=method.init_std,
+                        gain=opts.get("gain", 0.25))
+
+
 # name -> builder(method, model, prior) -> Parameterization; other modules register theirs here
-PARAMETERIZATIONS: dict[str, Callable[[Method, torch.nn.Module, Any], Parameterization]] = {"pixels": _pixels}
+PARAMETERIZATIONS: dict[str, Callable[[Method, torch.nn.Module, Any], Parameterization]] = {
+    "pixels": _pixels, "fourier": _fourier}
 
 METHODS: dict[str, Method] = {}
 
@@ -100,6 +140,10 @@ def synthesize(
 ) -> tuple[Result, list[tuple[Unit, int]]]:
     """Optimize every (unit, seed) pair in one batch. Returns the result and the (unit, seed) of each row."""
     check_units(model, list(units))
+    if method.parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"unknown parameterization '{method.parameterization}'; available: "
+                         f"{', '.join(sorted(PARAMETERIZATIONS))}")
+    method = method.rescaled(model.input_spec.size)
     items = [(u, s) for u in units for s in seeds]
     objective = UnitObjective([u for u, _ in items])
     param = PARAMETERIZATIONS[method.parameterization](method, model, prior)

@@ -130,8 +130,8 @@ def save_prior(path: str | Path, generator: Generator, stats: CodeStats, k: floa
     write_state_dict(path, state, meta)
 
 
-def load_prior(name: str | Path, device: str | torch.device = "cpu", target: nn.Module | None = None) -> Prior:
-    """A shipped prior by name (fmnist-fc6) or a prior file. Checks the code width against `target` if given."""
+def load_prior(name: str | Path, device: str | torch.device = "cpu") -> Prior:
+    """A shipped prior by name (fmnist-fc6) or a prior file. It can serve as the prior for any target network."""
     path = Path(name)
     if str(name) in SHIPPED_PRIORS:
         path = checkpoints_dir() / SHIPPED_PRIORS[str(name)]
@@ -153,3 +153,20 @@ def load_prior(name: str | Path, device: str | torch.device = "cpu", target: nn.
     prior = Prior(generator, state["code_lower"], state["code_upper"], state["code_mean"], state["code_std"],
                   provenance)
     return prior.to(device)
+
+
+@torch.no_grad()
+def encode(prior: Prior, images: torch.Tensor) -> torch.Tensor:
+    """The code of real images under the prior's own encoder: images (B, C, H, W) in [0, 1] -> (B, code_dim).
+
+    The encoder is the model and layer recorded in the prior file (provenance "encoder")."""
+    from dgn_am.layers import run
+    from dgn_am.models.loading import load_model
+
+    enc = prior.provenance.get("encoder")
+    if not isinstance(enc, dict):
+        raise ValueError("this prior file does not record its encoder (model, layer); cannot encode images")
+    device = prior.lower.device
+    model = load_model(enc["model"], device=device)
+    x = to_target(images.to(device), "unit", model.input_spec)
+    return run(model, x, [enc["layer"]])[enc["layer"]].flatten(1)

@@ -89,13 +89,17 @@ def load_weights(net: nn.Module, path: str | Path) -> dict[str, str]:
     state, meta = read_state_dict(path)
     if state and all(k.startswith("net.") for k in state):
         state = {k[4:]: v for k, v in state.items()}
-    result = net.load_state_dict(state, strict=False)
-    mismatched = [k for k, v in state.items() if k in net.state_dict() and net.state_dict()[k].shape != v.shape]
-    if result.missing_keys or result.unexpected_keys or mismatched:
+    # checked before loading: load_state_dict raises a bare RuntimeError on a shape mismatch, even with strict=False
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if missing or unexpected or mismatched:
         raise ValueError(
             f"weights file {path} does not match the architecture {net.__class__.__name__}: "
-            f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}, wrong shape {mismatched[:5]}"
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {mismatched[:5]}"
         )
+    net.load_state_dict(state)
     return meta
 
 

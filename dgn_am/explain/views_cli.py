@@ -1,0 +1,185 @@
+"""`dgn-am dataset-views`: top-k images and patches, nearest neighbours, embeddings and first-layer filters of a
+data set (Fashion-MNIST, or the user's own ImageFolder). Argument parsing and file output only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+_TITLES = {"pca": "PCA", "tsne": "t-SNE"}
+_SKIP_TYPES = {"Dropout", "Dropout2d", "Flatten", "Identity", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+               "AdaptiveMaxPool2d"}
+
+
+def _default_layers(model) -> tuple[str, str]:
+    """(last spatial layer, last feature layer before the output) among the top-level layers."""
+    from dgn_am.layers import list_layers
+
+    top = [(n, t, s) for n, t, s in list_layers(model) if "." not in n]
+    body = [(n, t, s) for n, t, s in top[:-1] if t not in _SKIP_TYPES and s != top[-1][2]]
+    spatial = [n for n, _, s in body if len(s) == 3]
+    flat = [n for n, _, s in body if len(s) == 1]
+    if not spatial or not (flat or body):
+        raise ValueError("cannot pick default layers for this model; pass --units and --layer")
+    return spatial[-1], (flat or [body[-1][0]])[-1]
+
+
+def _load_data(args, spec) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None]:
+    """(images (N, C, H, W) in [0, 1] fitted to the model, labels (N,) or None, class names or None)."""
+    from dgn_am.explain.dataset_views import fit_images
+    from dgn_am.imageio import load_image
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.image_folder:
+        from dgn_am.data import image_folder
+
+        paths, labels, classes = image_folder(args.image_folder)
+        paths, labels = paths[: args.limit], labels[: args.limit]
+        images = torch.cat([load_image(p, spec) for p in paths])
+        return images, torch.tensor(labels), classes
+    from dgn_am.data import load_fashion_mnist
+    from dgn_am.models.fmnist import CLASSES
+
+    images, labels = load_fashion_mnist(args.split, args.data_dir)
+    images, labels = images[: args.limit], labels[: args.limit]
+    return fit_images(images, spec.channels, spec.size), labels, list(CLASSES)
+
+
+def cmd_dataset_views(args) -> int:
+    from dgn_am.cli import _load
+    from dgn_am.explain import dataset_views as dv
+    from dgn_am.explain.cli import _save_figure, _save_npy, _scale, _unit_stem
+    from dgn_am.explain.maps import filter_tiles
+    from dgn_am.explain.plots import plot_embedding
+    from dgn_am.imageio import atomic_write, load_image, make_grid, save_image
+    from dgn_am.layers import check_units, get_layer, parse_units
+
+    for name in args.embedding:
+        if name not in ("pca", "tsne"):
+            raise ValueError(f"unknown --embedding '{name}'; use pca and/or tsne")
+    for flag in ("k", "neighbours", "embed_limit", "batch_size", "threads", "thumbnails"):
+        if getattr(args, flag) is not None and getattr(args, flag) < (0 if flag == "thumbnails" else 1):
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'thumbnails' else 1}, "
+                             f"got {getattr(args, flag)}")
+    model = _load(args)
+    spec = model.input_spec
+    scale = _scale(args, tuple(spec.size))
+    spatial, flat = _default_layers(model) if not (args.units and args.layer) else (None, None)
+    units = [u for a in (args.units or [f"{spatial}:0-3"]) for u in parse_units(a)]
+    check_units(model, units)
+    layer = args.layer or flat
+    get_layer(model, layer)
+    images, labels, classes = _load_data(args, spec)
+    n = len(images)
+    if args.k > n:
+        raise ValueError(f"--k {args.k} is more than the {n} images; lower --k or raise --limit")
+    if args.query_image:
+        queries, query_idx = torch.cat([load_image(p, spec) for p in args.query_image]), None
+    else:
+        bad = [q for q in args.queries if not 0 <= q < n]
+        if bad:
+            raise ValueError(f"--queries {bad} out of range: the data set has {n} images (0-{n - 1})")
+        query_idx = torch.tensor(args.queries)
+        queries = images[query_idx]
+
+    # compute everything first
+    top, patches, outputs = {}, {}, {}
+    for u in units:
+        if u.layer not in outputs:
+            outputs[u.layer] = dv.layer_outputs(model, images, u.layer, args.batch_size)
+        top[u] = dv.top_k_images(model, images, u, args.k, outputs=outputs[u.layer])
+        if outputs[u.layer].dim() == 4:
+            patches[u] = dv.top_k_patches(model, images, u, args.k, outputs=outputs[u.layer])
+    feats = dv.layer_features(model, images, layer, args.batch_size)
+    qfeats = feats[query_idx] if query_idx is not None else dv.layer_features(model, queries, layer)
+    nb_idx, nb_dist = dv.nearest_neighbours(qfeats, feats, min(args.neighbours, n - 1), args.metric, query_idx)
+    m = min(n, args.embed_limit)
+    coords = {e: dv.embed_2d(feats[:m], e, seed=args.seed, threads=args.threads) for e in args.embedding}
+    try:
+        conv_name, conv = dv.first_conv(model)
+        tiles = filter_tiles(conv.weight)
+    except ValueError:  # no convolution: no filter grid
+        conv_name, conv, tiles = None, None, None
+    lstem = layer.replace(".", "-")
+    figures = {e: plot_embedding(xy, labels=None if labels is None else labels[:m].tolist(), class_names=classes,
+                                 images=images[:m].cpu(), thumbnails=args.thumbnails, seed=args.seed,
+                                 title=f"{_TITLES[e]} of {layer} ({m} images)") for e, xy in coords.items()}
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"model": args.model, "weights": args.weights, "images": n, "data": args.image_folder or
+              f"fashion-mnist {args.split}", "units": {}, "neighbours": {}, "embeddings": {}}
+    for u in units:
+        stem = _unit_stem(u)
+        save_image(make_grid(images[top[u].indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
+        entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(), "values": top[u].values.tolist()}
+        if u in patches:
+            p = patches[u]
+            pscale = max(1, 112 // max(p.crops.shape[2:]))
+            save_image(make_grid(p.crops, rows=1), out / f"patches_{stem}.png", scale=pscale)
+            entry.update(patches_png=f"patches_{stem}.png", patch_indices=p.indices.tolist(),
+                         positions=p.positions.tolist(), boxes=p.boxes.tolist(), patch_values=p.values.tolist())
+        record["units"][str(u)] = entry
+    rows = torch.cat([torch.cat([queries[i: i + 1].cpu(), images[nb_idx[i]].cpu()]) for i in range(len(queries))])
+    save_image(make_grid(rows, rows=len(queries)), out / f"neighbours_{lstem}.png", scale=scale)
+    record["neighbours"] = {"layer": layer, "metric": args.metric, "png": f"neighbours_{lstem}.png",
+                            "queries": args.query_image or args.queries, "indices": nb_idx.tolist(),
+                            "distances": nb_dist.tolist()}
+    for e, xy in coords.items():
+        _save_figure(figures[e], out / f"embedding_{e}_{lstem}.png")
+        _save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
+        record["embeddings"][e] = {"png": f"embedding_{e}_{lstem}.png", "npy": f"embedding_{e}_{lstem}.npy",
+                                   "points": m}
+    record["filters"] = None
+    if tiles is not None:
+        columns = min(len(tiles), 16)
+        blank = torch.ones(-len(tiles) % columns, *tiles.shape[1:])  # white tiles to fill the last row
+        save_image(make_grid(torch.cat([tiles, blank]), rows=-(-len(tiles) // columns), fill=1.0),
+                   out / "filters.png", scale=max(1, 24 // max(tiles.shape[2:])))
+        record["filters"] = {"layer": conv_name, "shape": list(conv.weight.shape), "png": "filters.png"}
+    atomic_write(out / "views.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    if not args.quiet:
+        print(f"wrote dataset views of {n} images ({len(units)} units, layer {layer}) to {out}")
+    return 0
+
+
+def add_views_command(subparsers) -> None:
+    """Add the `dataset-views` subcommand (called by `dgn_am.explain.cli.add_commands`)."""
+    from dgn_am.cli import _add_model_args
+    from dgn_am.explain.cli import VIEWS_HELP
+
+    p = subparsers.add_parser(
+        "dataset-views", help="top-k images and patches, neighbours, embeddings and filters over a data set",
+        description="Views of a data set through a network. " + VIEWS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(p)
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.add_argument("--split", default="test", choices=("train", "test"), help="Fashion-MNIST split (default: test)")
+    p.add_argument("--image-folder", default=None, help="use your own images instead: ROOT/CLASS/IMAGE files, "
+                   "fitted to the model (grey/RGB, resize, centre crop)")
+    p.add_argument("--limit", type=int, default=2000, help="use the first N images (default: %(default)s)")
+    p.add_argument("--units", nargs="+", default=None, help="units for top-k images and patches, e.g. conv3:5 "
+                   "fc8:0-2 (default: channels 0-3 of the last conv layer)")
+    p.add_argument("--k", type=int, default=9, help="images / patches per unit (default: %(default)s)")
+    p.add_argument("--layer", default=None, help="feature layer for neighbours and embeddings "
+                   "(default: the last hidden layer, e.g. fc7)")
+    p.add_argument("--queries", type=int, nargs="+", default=[0, 1, 2, 3],
+                   help="data set indices whose neighbours to show (default: 0 1 2 3)")
+    p.add_argument("--query-image", nargs="+", default=None, help="image files to use as queries instead")
+    p.add_argument("--neighbours", type=int, default=8, help="neighbours per query (default: %(default)s)")
+    p.add_argument("--metric", default="euclidean", choices=("euclidean", "cosine"), help="neighbour distance")
+    p.add_argument("--embedding", nargs="+", default=["pca", "tsne"], help="pca and/or tsne (default: both)")
+    p.add_argument("--embed-limit", type=int, default=1000, help="points in the embeddings (default: %(default)s)")
+    p.add_argument("--thumbnails", type=int, default=40, help="images drawn on the embedding plot (default: 40)")
+    p.add_argument("--seed", type=int, default=0, help="t-SNE and thumbnail choice (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="cap native threads for the embeddings (t-SNE is "
+                   "much faster with --threads 1 on a busy machine; default: the libraries' choice)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
+    p.add_argument("--scale", type=int, default=None, help="enlarge image grids by this factor (default: to 112 px)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no summary line")
+    p.set_defaults(func=cmd_dataset_views)

@@ -1,0 +1,207 @@
+"""Operators r_theta: in-place changes to p after each step (Yosinski et al. 2015), as frozen dataclasses called
+(p, ctx: engine.StepContext) -> None.
+
+Order in Yosinski's toolbox, which a method reproduces by listing them in this order:
+    p += lr * grad;  Decay;  GaussianBlur (every k steps);  NormClip;  ContributionClip.
+
+Except Decay, they act on image-shaped p (B, C, H, W): for PixelParam that is the mean-subtracted image
+x - centre, the space r_theta is defined in, so "zeroing" a pixel sets it to the centre (the mean colour).
+Spatial settings are in pixels of the image at hand; `rescaled(factor)` gives the operator for an image whose side
+is `factor` times larger (used by Method.reference_size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_image(p: torch.Tensor, who: str) -> None:
+    if p.dim() != 4:
+        raise ValueError(f"{who} acts on image-shaped p (B, C, H, W), but p has shape {tuple(p.shape)}; "
+                         "use it with the 'pixels' parameterization")
+
+
+def _check_pct(pct: float, who: str) -> None:
+    if not 0 <= pct <= 100:
+        raise ValueError(f"{who}: pct is a percentile in [0, 100], got {pct}")
+
+
+def _symmetric_index(n: int, r: int, device: torch.device) -> torch.Tensor:
+    """Indices of a length-n axis padded by r on both sides by mirroring with the edge repeated (d c b a | a b c d),
+    scipy.ndimage's 'reflect' mode; works for any r, also r >= n."""
+    i = torch.arange(-r, n + r, device=device) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
+def gaussian_kernel(sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """1-D Gaussian weights exp(-t^2 / (2 sigma^2)) for t in [-r, r], r = int(truncate * sigma + 0.5), summing to 1."""
+    r = int(truncate * sigma + 0.5)
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Blur each channel of x (B, C, H, W) with a Gaussian of std `sigma` pixels; same shape, dtype and device.
+
+    Separable, kernel radius int(truncate * sigma + 0.5), mirrored borders: scipy.ndimage.gaussian_filter's
+    defaults, which Yosinski's toolbox used. sigma <= 0 returns x unchanged.
+    """
+    if sigma <= 0:
+        return x
+    k = gaussian_kernel(sigma, truncate).to(x)
+    r = (k.numel() - 1) // 2
+    if r == 0:
+        return x
+    b, c, h, w = x.shape
+    y = x.reshape(b * c, 1, h, w)
+    y = y.index_select(3, _symmetric_index(w, r, x.device))  # (BC, 1, H, W + 2r)
+    y = F.conv2d(y, k.view(1, 1, 1, -1))  # (BC, 1, H, W)
+    y = y.index_select(2, _symmetric_index(h, r, x.device))  # (BC, 1, H + 2r, W)
+    y = F.conv2d(y, k.view(1, 1, -1, 1))  # (BC, 1, H, W)
+    return y.reshape(b, c, h, w)
+
+
+def _percentile_mask(values: torch.Tensor, pct: float) -> torch.Tensor:
+    """values (B, H, W) -> bool (B, H, W): True where a value is strictly below its item's pct-th percentile
+    (linear interpolation between order statistics, as numpy.percentile's default)."""
+    flat = values.flatten(1).float()
+    threshold = torch.quantile(flat, pct / 100.0, dim=1, keepdim=True)  # (B, 1)
+    return (flat < threshold).view_as(values)
+
+
+@dataclass(frozen=True)
+class Decay:
+    """Yosinski's L2 decay and DGN-AM's code decay: p *= (1 - rate) after every step."""
+
+    rate: float = 0.01  # theta_decay; DGN-AM's h *= 0.99 is rate 0.01
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        p.mul_(1.0 - self.rate)
+
+
+@dataclass(frozen=True)
+class GaussianBlur:
+    """Blur p with a Gaussian of std `width` pixels after steps 0, every, 2 * every, ... (theta_b_width/every)."""
+
+    width: float = 1.0  # theta_b_width: the Gaussian's standard deviation in pixels
+    every: int = 4  # theta_b_every: blur after step i when i % every == 0
+    truncate: float = 4.0  # kernel radius in standard deviations (scipy's default)
+
+    def __post_init__(self) -> None:
+        if self.width < 0 or self.every < 1:
+            raise ValueError(f"GaussianBlur needs width >= 0 and every >= 1, got width={self.width}, "
+                             f"every={self.every}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        _check_image(p, "GaussianBlur")
+        if ctx.step % self.every == 0:
+            p.copy_(gaussian_blur(p, self.width, self.truncate))
+
+    def rescaled(self, factor: float) -> "GaussianBlur":
+        return dataclasses.replace(self, width=self.width * factor)
+
+
+@dataclass(frozen=True)
+class NormClip:
+    """Zero the pixels whose norm over channels ||p[b, :, i, j]|| is below item b's pct-th percentile (theta_n_pct)."""
+
+    pct: float = 20.0  # theta_n_pct in [0, 100]; 0 does nothing
+
+    def __post_init__(self) -> None:
+        _check_pct(self.pct, "NormClip")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        _check_image(p, "NormClip")
+        if self.pct > 0:
+            p.masked_fill_(_percentile_mask(p.norm(dim=1), self.pct).unsqueeze(1), 0.0)
+
+
+def contribution(p: torch.Tensor, ctx, exact: bool, chunk: int = 4096) -> torch.Tensor:
+    """Each pixel's contribution to its item's objective, (B, H, W) >= 0.
+
+    exact=False: |sum_c p * grad|, the first-order estimate of the change when the pixel is zeroed, using the step's
+    gradient ctx.grad (as Yosinski's toolbox). exact=True: |score(x) - score(x with pixel (i, j) zeroed in p)|,
+    B * H * W extra images scored in forward passes of about `chunk` images.
+    """
+    if not exact:
+        return (p * ctx.grad).sum(1).abs()
+    b, c, h, w = p.shape
+    n = h * w
+    base = ctx.score(ctx.param.to_image(p))  # (B,)
+    out = torch.empty(b, n, dtype=base.dtype, device=base.device)
+    per = max(1, chunk // b)  # pixels per forward pass
+    for lo in range(0, n, per):
+        k = min(per, n - lo)
+        pk = p.unsqueeze(0).repeat(k, 1, 1, 1, 1).view(k, b, c, n)  # (k, B, C, HW): copy j zeroes pixel lo + j
+        j = torch.arange(k, device=p.device)
+        pk[j, :, :, lo + j] = 0.0
+        scores = ctx.score(ctx.param.to_image(pk.view(k * b, c, h, w))).view(k, b)  # row j*B + b: item b
+        out[:, lo: lo + k] = (base.unsqueeze(0) - scores).abs().T
+    return out.view(b, h, w)
+
+
+@dataclass(frozen=True)
+class ContributionClip:
+    """Zero the pixels whose contribution is below item b's pct-th percentile (theta_c_pct); see contribution()."""
+
+    pct: float = 90.0  # theta_c_pct in [0, 100]; 0 does nothing
+    exact: bool = False  # False: |sum_c p * grad| (the paper's linear estimate); True: one forward pass per pixel
+    chunk: int = 4096  # exact only: images per forward pass
+
+    def __post_init__(self) -> None:
+        _check_pct(self.pct, "ContributionClip")
+        if self.chunk < 1:
+            raise ValueError(f"ContributionClip: chunk must be >= 1, got {self.chunk}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        _check_image(p, "ContributionClip")
+        if self.pct > 0:
+            mask = _percentile_mask(contribution(p, ctx, self.exact, self.chunk), self.pct)
+            p.masked_fill_(mask.unsqueeze(1), 0.0)
+
+
+def centre_fraction(step: int, steps: int, start: float, until: float) -> float:
+    """Side of the optimized centre region as a fraction of the image side after step `step` (0-based): grows
+    linearly from `start` to 1, reaching 1 after a fraction `until` of the steps."""
+    if until <= 0:
+        return 1.0
+    return min(1.0, start + (1.0 - start) * (step + 1) / (until * steps))
+
+
+def centre_mask(h: int, w: int, fraction: float, device: torch.device | None = None) -> torch.Tensor:
+    """bool (H, W): True inside the centred box whose sides are `fraction` of the image's (at least 1 pixel)."""
+    def axis(n: int) -> torch.Tensor:
+        keep = max(1, min(n, math.ceil(fraction * n - 1e-9)))
+        lo = (n - keep) // 2
+        return (torch.arange(n, device=device) >= lo) & (torch.arange(n, device=device) < lo + keep)
+
+    return axis(h)[:, None] & axis(w)[None, :]
+
+
+@dataclass(frozen=True)
+class CentreBias:
+    """Centre bias (Nguyen et al. 2016): only a centred box of the image is optimized at first, and it grows.
+
+    After each step p is zeroed outside the box (so those pixels stay at the centre image, e.g. the dataset mean);
+    the box's side grows from `start` of the image's to the whole image once a fraction `until` of steps is done.
+    """
+
+    start: float = 0.4  # side of the first box as a fraction of the image side, in (0, 1]
+    until: float = 0.5  # fraction of the steps after which the whole image is optimized, in [0, 1]
+
+    def __post_init__(self) -> None:
+        if not (0 < self.start <= 1 and 0 <= self.until <= 1):
+            raise ValueError(f"CentreBias needs 0 < start <= 1 and 0 <= until <= 1, got start={self.start}, "
+                             f"until={self.until}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        _check_image(p, "CentreBias")
+        fraction = centre_fraction(ctx.step, ctx.steps, self.start, self.until)
+        if fraction < 1.0:
+            p.masked_fill_(~centre_mask(p.shape[-2], p.shape[-1], fraction, p.device), 0.0)
