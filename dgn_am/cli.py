@@ -171,6 +171,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_code_stats(args) -> int:
+    from tqdm import tqdm
+
+    from dgn_am.priors import restat
+
+    if args.image_folder:
+        from dgn_am.data import image_folder
+        from dgn_am.imageio import load_image
+        from dgn_am.priors import load_prior
+
+        config = load_prior(args.prior).generator.config
+        spec = InputSpec((config.size,) * 2, config.channels, (0.0,) * config.channels, (1.0,) * config.channels)
+        images = torch.cat([load_image(p, spec) for p in image_folder(args.image_folder)[0]])
+    else:
+        from dgn_am.data import load_fashion_mnist
+
+        images = load_fashion_mnist("train", args.data_dir)[0][:-5000]  # the training split the prior used
+    command = "dgn-am code-stats " + " ".join(sys.argv[2:] if args.command_line is None else args.command_line)
+    with tqdm(total=len(images), desc="code statistics", unit="img", disable=args.quiet) as bar:
+        prior = restat(args.prior, images, args.out or args.prior, args.k, not args.signed, args.bank, args.seed,
+                       command, bar.update)
+    print(json.dumps({"prior": str(args.out or args.prior), "images": len(images), "k": args.k,
+                      "upper_mean": float(prior.upper.mean()), "bank": 0 if prior.bank is None else len(prior.bank)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgn-am", description="Synthesize the preferred inputs of neurons.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the named methods")
     p.set_defaults(func=cmd_methods)
 
+    p = sub.add_parser("code-stats", help="recompute a prior's code statistics, bounds and code bank",
+                       description="Run the prior's own encoder over a dataset; store per-unit mean and std, the "
+                                   "bounds [0, mean + k std] and a bank of real codes in the prior file.")
+    p.add_argument("--prior", required=True, help="prior file (or shipped name) to read")
+    p.add_argument("--out", default=None, help="write here (default: overwrite --prior, atomically)")
+    p.add_argument("--k", type=float, default=3.0, help="upper bound = mean + k * std (default: %(default)s)")
+    p.add_argument("--signed", action="store_true", help="lower bound mean - k std instead of 0 (non-ReLU codes)")
+    p.add_argument("--bank", type=int, default=256, help="real codes to store for init 'bank' (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="which training images form the bank")
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.add_argument("--image-folder", default=None, help="ROOT/CLASS/IMAGE files instead of Fashion-MNIST")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_code_stats, command_line=None)
+
     p = sub.add_parser("evaluate", help="top-1 accuracy of a model on the Fashion-MNIST test set")
     _add_model_args(p)
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
@@ -212,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("train-prior", help="train a generator prior (see: dgn-am train-prior --help)", add_help=False)
     from dgn_am.explain.cli import add_commands; add_commands(sub)
+    from dgn_am.evaluation.cli import add_commands as add_benchmark; add_benchmark(sub)
     return parser
 
 

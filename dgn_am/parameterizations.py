@@ -101,6 +101,8 @@ class CodeParam(Parameterization):
 
     init "randn": h ~ N(0, init_std^2) per item from its seed (the reference, init_std 1);
     init "stats": h ~ N(mean, (init_std * std)^2) of the real codes, so the start looks like a real code;
+    init "bank": the code of a real training image picked by the seed (the reference's start from E(x)), plus
+    N(0, (init_std * std)^2) noise; the prior file stores a bank of such codes;
     a tensor (code_dim,) or (B, code_dim) starts from given codes (e.g. the code of a real image).
     project() clips h into [lower, upper] per unit (post-ReLU codes: [0, mean + k * std]).
     """
@@ -122,8 +124,15 @@ class CodeParam(Parameterization):
             h = seeded_normal(seeds, (d,), self.init_std)
         elif self.init_mode == "stats":
             h = self.prior.mean.cpu() + seeded_normal(seeds, (d,), self.init_std) * self.prior.std.cpu()
+        elif self.init_mode == "bank":
+            bank = getattr(self.prior, "bank", None)
+            if bank is None or len(bank) == 0:
+                raise ValueError("init 'bank' needs a prior file with a code bank (code_bank); this one has none")
+            picks = [int(torch.randint(len(bank), (1,), generator=torch.Generator().manual_seed(int(s)))) for s in seeds]
+            noise = seeded_normal([s + 1_000_003 for s in seeds], (d,), self.init_std) * self.prior.std.cpu()
+            h = bank.cpu()[picks] + noise
         else:
-            raise ValueError(f"unknown code init '{self.init_mode}'; use 'randn', 'stats' or a code tensor")
+            raise ValueError(f"unknown code init '{self.init_mode}'; use 'randn', 'stats', 'bank' or a code tensor")
         return h.to(device=device, dtype=dtype)
 
     def to_image(self, p: torch.Tensor) -> torch.Tensor:

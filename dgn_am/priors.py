@@ -105,6 +105,7 @@ class Prior:
     mean: torch.Tensor  # (code_dim,)
     std: torch.Tensor  # (code_dim,)
     provenance: dict = field(default_factory=dict)
+    bank: torch.Tensor | None = None  # (N, code_dim) codes of real training images, for init "bank"
 
     @property
     def code_dim(self) -> int:
@@ -117,14 +118,19 @@ class Prior:
         self.generator.to(device)
         self.lower, self.upper = self.lower.to(device), self.upper.to(device)
         self.mean, self.std = self.mean.to(device), self.std.to(device)
+        if self.bank is not None:
+            self.bank = self.bank.to(device)
         return self
 
 
 def save_prior(path: str | Path, generator: Generator, stats: CodeStats, k: float, nonnegative: bool,
-               provenance: dict) -> None:
+               provenance: dict, bank: torch.Tensor | None = None) -> None:
+    """Write generator weights, code statistics, bounds, an optional bank of real codes (N, D), and metadata."""
     lower, upper = stats.bounds(k, nonnegative)
     state = {f"generator.{n}": t for n, t in generator.state_dict().items()}
     state.update(code_mean=stats.mean, code_std=stats.std, code_lower=lower, code_upper=upper)
+    if bank is not None:
+        state["code_bank"] = bank.float()
     meta = {"generator_config": generator.config.to_dict(), "k": k, "nonnegative": nonnegative,
             "code_count": stats.count, **provenance}
     write_state_dict(path, state, meta)
@@ -141,7 +147,7 @@ def load_prior(name: str | Path, device: str | torch.device = "cpu") -> Prior:
     elif not path.is_file():
         raise FileNotFoundError(f"prior '{name}' is neither a shipped prior ({', '.join(SHIPPED_PRIORS)}) nor a file")
     state, meta = read_state_dict(path)
-    needed = {"code_mean", "code_std", "code_lower", "code_upper"}
+    needed = {"code_mean", "code_std", "code_lower", "code_upper"}  # code_bank is optional
     if "generator_config" not in meta or not needed.issubset(state):
         raise ValueError(f"{path} is not a prior file: it lacks generator_config metadata or {sorted(needed)}")
     config = GeneratorConfig.from_dict(json.loads(meta["generator_config"]))
@@ -151,8 +157,11 @@ def load_prior(name: str | Path, device: str | torch.device = "cpu") -> Prior:
     provenance = {k: (json.loads(v) if v[:1] in "[{" else v) for k, v in meta.items()}
     provenance["path"] = str(path)
     prior = Prior(generator, state["code_lower"], state["code_upper"], state["code_mean"], state["code_std"],
-                  provenance)
+                  provenance, state.get("code_bank"))
     return prior.to(device)
+
+
+_ENCODERS: dict[tuple[str, str], nn.Module] = {}  # encoder models loaded by `encode`, by (spec, device)
 
 
 @torch.no_grad()
@@ -167,6 +176,30 @@ def encode(prior: Prior, images: torch.Tensor) -> torch.Tensor:
     if not isinstance(enc, dict):
         raise ValueError("this prior file does not record its encoder (model, layer); cannot encode images")
     device = prior.lower.device
-    model = load_model(enc["model"], device=device)
+    key = (enc["model"], str(device))
+    if key not in _ENCODERS:
+        _ENCODERS[key] = load_model(enc["model"], device=device)
+    model = _ENCODERS[key]
     x = to_target(images.to(device), "unit", model.input_spec)
     return run(model, x, [enc["layer"]])[enc["layer"]].flatten(1)
+
+
+def bank_indices(n_images: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Which training images give the code bank: `size` distinct indices drawn with a seeded generator."""
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[: min(size, n_images)]
+
+
+def restat(path: str | Path, images: torch.Tensor, out: str | Path, k: float = 3.0, nonnegative: bool = True,
+           bank_size: int = 256, seed: int = 0, command: str = "",
+           progress: Callable[[int], None] | None = None) -> Prior:
+    """Recompute a prior's code statistics, bounds and bank over `images` (N, C, H, W) in [0, 1] with its own
+    encoder, and write the result to `out` (which may be `path`). The generator is unchanged."""
+    prior = load_prior(path)
+    meta = {k_: v for k_, v in prior.provenance.items() if k_ not in ("path", "generator_config", "k", "nonnegative",
+                                                                       "code_count")}
+    batches = (images[i: i + 500] for i in range(0, len(images), 500))
+    stats = code_stats(lambda x: encode(prior, x), batches, progress)
+    bank = encode(prior, images[bank_indices(len(images), bank_size, seed)]) if bank_size else None
+    meta["code_stats_command"] = command
+    save_prior(out, prior.generator, stats, k, nonnegative, meta, bank)
+    return load_prior(out)

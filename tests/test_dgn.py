@@ -109,3 +109,45 @@ def test_init_from_given_codes(prior, target):
 def test_code_method_without_prior_says_how_to_fix(target):
     with pytest.raises(ValueError, match="needs a generator prior"):
         synthesize(target, parse_units("fc2:0"), [0], get_method("dgn-am"), prior=None)
+
+
+def test_bank_init_starts_from_the_real_code_picked_by_the_seed(prior, target):
+    prior.bank = torch.rand(5, 16)
+    p = CodeParam(prior, target.input_spec, init="bank", init_std=0.0)
+    h = p.init([3, 3, 4], torch.device("cpu"), torch.float32)
+    pick = lambda s: int(torch.randint(5, (1,), generator=torch.Generator().manual_seed(s)))
+    assert torch.equal(h[0], prior.bank[pick(3)]) and torch.equal(h[2], prior.bank[pick(4)])
+    assert torch.equal(h[0], h[1])
+    prior.bank = None
+    with pytest.raises(ValueError, match="code bank"):
+        p.init([0], torch.device("cpu"), torch.float32)
+
+
+def test_code_stats_command_recomputes_stats_and_bank(tmp_path, prior):
+    import numpy as np
+    from PIL import Image
+
+    from dgn_am.cli import main
+    from dgn_am.layers import run
+    from dgn_am.priors import CodeStats, load_prior, save_prior
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / "a" / f"{i}.png")
+    path = tmp_path / "p.safetensors"
+    save_prior(path, prior.generator, CodeStats(torch.zeros(16), torch.ones(16), 1), 3.0, True,
+               {"encoder": {"model": "tests.prior_helpers:tiny_net", "layer": "fc1"}})
+    assert main(["code-stats", "--prior", str(path), "--image-folder", str(tmp_path / "imgs"), "--k", "2",
+                 "--bank", "4", "--quiet"]) == 0
+    new = load_prior(path)
+    from dgn_am.data import image_folder
+    from dgn_am.imageio import load_image
+
+    x = torch.cat([load_image(p, load_model("tests.prior_helpers:tiny_net").input_spec)
+                   for p in image_folder(tmp_path / "imgs")[0]])
+    codes = run(load_model("tests.prior_helpers:tiny_net"), x, ["fc1"])["fc1"]
+    torch.testing.assert_close(new.mean, codes.mean(0))
+    torch.testing.assert_close(new.upper, codes.mean(0) + 2 * codes.std(0, unbiased=False), rtol=1e-4, atol=1e-5)
+    assert new.bank.shape == (4, 16) and new.provenance["code_stats_command"].startswith("dgn-am code-stats")
+    assert new.provenance["encoder"]["layer"] == "fc1"

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.cli import LightningCLI
 from tqdm import tqdm
 
-from dgn_am.priors import code_stats, save_prior
+from dgn_am.priors import bank_indices, code_stats, save_prior
 from training.prior import PriorModule
 
 
@@ -52,10 +52,12 @@ def export(module: PriorModule, datamodule, out: Path, k: float, nonnegative: bo
     with tqdm(total=len(datamodule.train_set), desc="code statistics", unit="img") as bar:
         stats = code_stats(lambda x: module.encoder(x.to(module.device)), (b[0] for b in loader), bar.update)
     quality = evaluate_reconstruction(module, datamodule.test_dataloader())
+    picks = bank_indices(len(datamodule.train_set), 256, seed=0)
+    bank = torch.cat([module.encoder(datamodule.train_set[int(i)][0][None].to(module.device)) for i in picks])
     encoder = module.encoder
     meta = {"encoder": {"model": encoder.spec_name, "layer": encoder.layer}, "test_reconstruction": quality,
             **provenance}
-    save_prior(out, module.generator.cpu(), stats, k, nonnegative, meta)
+    save_prior(out, module.generator.cpu(), stats, k, nonnegative, meta, bank.cpu())
     return meta
 
 

@@ -77,11 +77,14 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 
 def write_state_dict(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, object]) -> None:
-    """Save weights as safetensors; metadata values are stored as JSON strings."""
+    """Save weights as safetensors, atomically; metadata values are stored as JSON strings."""
     from safetensors.torch import save_file
 
+    from dgn_am.imageio import atomic_write
+
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path), metadata=meta)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
 
 def load_weights(net: nn.Module, path: str | Path) -> dict[str, str]:

@@ -1,0 +1,121 @@
+"""`dgn-am benchmark`: argument parsing and file output for the benchmark harness."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[2], timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_outputs(results: dict, out: Path, command: str, commit: str) -> None:
+    """results.json, results.csv, table.md and figure.png in out, each written atomically."""
+    from dgn_am.evaluation.report import draw_figure, to_csv, to_json, to_markdown
+    from dgn_am.imageio import atomic_write
+
+    results["settings"]["command"] = command
+    results["settings"]["commit"] = commit
+    for name, text in (("results.json", to_json(results)), ("results.csv", to_csv(results)),
+                       ("table.md", to_markdown(results, command, commit))):
+        atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
+    atomic_write(out / "figure.png", lambda tmp: draw_figure(results, tmp))
+
+
+def cmd_benchmark(args) -> int:
+    from tqdm import tqdm
+
+    from dgn_am.evaluation.benchmark import BenchmarkConfig, run_benchmark
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
+    config = BenchmarkConfig(model=args.model, weights=args.weights, units=args.units, methods=methods,
+                             seeds=args.seeds, first_seed=args.first_seed, steps=args.steps, evaluators=evaluators,
+                             prior=args.prior, reference_per_class=args.reference, limit=args.limit,
+                             control=not args.no_control, n_boot=args.n_boot, calibration=not args.no_calibration,
+                             data_dir=args.data_dir, device=args.device)
+    runs = len(set(methods) | {"real-images", "noise"}) + (0 if args.no_control else len(set(methods) - {"real-images", "noise"}))
+    with tqdm(total=runs + (0 if args.no_calibration else 1), desc="benchmark", unit="run",
+              disable=args.quiet) as bar:
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        results = run_benchmark(config, progress=progress)
+    command = "dgn-am " + " ".join(_rebuild(args))
+    out = Path(args.out)
+    write_outputs(results, out, command, _commit())
+    if args.wandb:
+        _log_wandb(results, out)
+    if not args.quiet:
+        failed = [m for m, e in results["methods"].items() if e.get("error")]
+        print(f"wrote results.json, results.csv, table.md, figure.png to {out}" +
+              (f"; failed methods: {', '.join(failed)}" if failed else ""))
+    return 0
+
+
+def _log_wandb(results: dict, out: Path) -> None:
+    """Log the summary table to wandb in offline mode (upload later with `wandb sync`)."""
+    try:
+        import wandb
+    except ImportError:
+        raise ValueError("--wandb needs the wandb package: pip install wandb (or drop --wandb)") from None
+    os.environ.setdefault("WANDB_MODE", "offline")
+    run = wandb.init(project="dgn-am-benchmark", dir=str(out), config=results["settings"], mode="offline")
+    rows = [[m] + [(e.get("summary") or {}).get(k, {}).get("value") for k in ("transfer_mean", "kid_early",
+                                                                           "kid_penult", "diversity")]
+            for m, e in results["methods"].items()]
+    run.log({"benchmark": wandb.Table(columns=["method", "transfer", "kid_early", "kid_penult", "diversity"],
+                                      data=rows)})
+    run.finish()
+
+
+def add_commands(sub) -> None:
+    """Add `benchmark` to the dgn-am subcommands."""
+    from dgn_am.cli import _add_model_args
+    from dgn_am.evaluation.benchmark import DEFAULT_METHODS
+
+    p = sub.add_parser("benchmark", help="compare visualization methods with calibrated, independent metrics",
+                       description="Synthesize preferred inputs with every method under one budget, score them "
+                                   "with independent evaluator networks, validate the metrics on calibration "
+                                   "inputs, and write results.json, results.csv, table.md and figure.png to --out.")
+    _add_model_args(p)
+    p.add_argument("--units", default="fc8:0-9", help="class units of the output layer (default: %(default)s)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated methods; real-images and noise are always added (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=8, help="seeds per unit (default: %(default)s)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=200, help="optimization steps for every method (default: %(default)s)")
+    p.add_argument("--evaluators", default=None, help="comma-separated judge networks, never the target "
+                   "(default for fmnist-caffenet: fmnist-resnet,fmnist-caffenet-s1)")
+    p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
+    p.add_argument("--reference", type=int, default=200, help="real images per class for realism (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="normalize activations over the first N training "
+                   "images instead of the test set")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--no-control", action="store_true", help="skip the randomly initialized target control")
+    p.add_argument("--no-calibration", action="store_true", help="skip the metric calibration")
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.add_argument("--wandb", action="store_true", help="also log the table to wandb, offline (wandb sync later)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_benchmark)
+
+
+def _rebuild(args) -> list[str]:
+    """The command line, rebuilt from the parsed arguments (every setting explicit), for the table's label."""
+    skip = {"func", "command", "quiet", "wandb"}
+    out = ["benchmark"]
+    for k, v in vars(args).items():
+        if k in skip or v is None or v is False:
+            continue
+        out += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return out

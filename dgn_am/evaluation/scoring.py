@@ -1,0 +1,133 @@
+"""Scoring a set of images made for classes, with independent evaluator networks and real reference images.
+
+Shared by the benchmark (dgn_am.evaluation.benchmark) and the calibration (dgn_am.evaluation.calibration), so the
+calibration checks exactly the numbers the table reports. Images are (N, C, H, W) in [0, 1]; item n was made for
+class classes[n]; `groups` lists, per unit, the row indices of its seeds. Returns data only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dgn_am.evaluation.metrics import frechet_distance, gaussian_stats, judge, poly_kernel
+from dgn_am.layers import run
+
+# per shipped architecture: (penultimate layer, an early conv layer) for the two feature spaces
+FEATURE_LAYERS = {"fmnist-caffenet": ("fc7", "conv2"), "fmnist-caffenet-s1": ("fc7", "conv2"),
+                  "fmnist-resnet": ("pool", "layer1")}
+EARLY_POOL = 4  # an early conv map is average-pooled to EARLY_POOL x EARLY_POOL cells: (C * 16,) features
+SPACES = ("penult", "early")  # feature-space names used in metric keys: kid_penult, fid_early, ...
+
+
+@dataclass
+class Evaluator:
+    """An independent classifier that judges images; never used during optimization."""
+
+    name: str  # shipped model name (or any label)
+    model: torch.nn.Module  # eval mode, takes (B, C, H, W) in [0, 1]
+    penult: str  # penultimate layer: realism and diversity features
+    early: str  # an early conv layer, pooled to EARLY_POOL x EARLY_POOL: a second, low-level feature space
+
+    @classmethod
+    def shipped(cls, name: str, model: torch.nn.Module) -> "Evaluator":
+        arch = name if name in FEATURE_LAYERS else None
+        if arch is None:
+            raise ValueError(f"no feature layers known for evaluator '{name}'; shipped: {', '.join(FEATURE_LAYERS)}")
+        return cls(name, model, *FEATURE_LAYERS[arch])
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch: int = 500) -> dict[str, np.ndarray]:
+        """images (N, C, H, W) -> {"penult": (N, D1), "early": (N, D2)} float64 features."""
+        out: dict[str, list] = {"penult": [], "early": []}
+        for lo in range(0, len(images), batch):
+            acts = run(self.model, images[lo: lo + batch], [self.penult, self.early])
+            out["penult"].append(acts[self.penult].flatten(1))
+            early = acts[self.early]
+            if early.dim() == 4:
+                early = F.adaptive_avg_pool2d(early, EARLY_POOL)  # (B, C, 4, 4)
+            out["early"].append(early.flatten(1))
+        return {k: torch.cat(v).double().cpu().numpy() for k, v in out.items()}
+
+
+@dataclass
+class UnitKernels:
+    """What a per-unit KID needs, so a bootstrap can resample seeds cheaply: kxx (S, S) among the unit's images,
+    kxy (S,) mean kernel value of each image against the class's reference, kyy the reference's unbiased term."""
+
+    kxx: np.ndarray
+    kxy: np.ndarray
+    kyy: float
+
+    def kid(self, idx: np.ndarray | None = None) -> float:
+        """Unbiased MMD^2 for the seeds at positions idx (default: all). Pairs that a bootstrap filled with the same
+        image twice are skipped; with no distinct pair left, the within-set term of all seeds is used."""
+        idx = np.arange(len(self.kxy)) if idx is None else np.asarray(idx)
+        mask = idx[:, None] != idx[None, :]
+        if mask.any():
+            within = float(self.kxx[np.ix_(idx, idx)][mask].mean())
+        else:
+            full = ~np.eye(len(self.kxy), dtype=bool)
+            within = float(self.kxx[full].mean()) if full.any() else 0.0
+        return within + self.kyy - 2 * float(self.kxy[idx].mean())
+
+
+class Scorer:
+    """Real reference images per class, their features under every evaluator, and the scoring of image sets.
+
+    reference: (R, C, H, W) real images with labels (R,); should be disjoint from any real images scored."""
+
+    def __init__(self, evaluators: list[Evaluator], reference: torch.Tensor, labels: torch.Tensor) -> None:
+        self.evaluators = evaluators
+        self.labels = labels.cpu().numpy()
+        self.ref = {e.name: e.embed(reference) for e in evaluators}
+        self._kyy: dict[tuple[str, str, int], float] = {}
+
+    def _class_ref(self, ev: str, space: str, c: int) -> np.ndarray:
+        f = self.ref[ev][space][self.labels == c]
+        if len(f) < 2:
+            raise ValueError(f"the reference set holds {len(f)} images of class {c}; need at least 2")
+        return f
+
+    def _kyy_term(self, ev: str, space: str, c: int) -> float:
+        key = (ev, space, c)
+        if key not in self._kyy:
+            y = self._class_ref(ev, space, c)
+            k = poly_kernel(y, y)
+            self._kyy[key] = float((k.sum() - np.trace(k)) / (len(y) * (len(y) - 1)))
+        return self._kyy[key]
+
+    def score(self, images: torch.Tensor, classes: torch.Tensor, groups: list[np.ndarray]) -> dict:
+        """Score images (N, C, H, W) made for classes (N,), seeds grouped per unit (lists of row indices).
+
+        Returns {evaluator: {"correct": (N,) 0/1, "prob": (N,), "kernels_SPACE": [UnitKernels per unit],
+        "fid_SPACE": float (all images against the reference images of the same classes), "feats_penult": (N, D)}}.
+        """
+        cls = classes.cpu().numpy()
+        out: dict[str, dict] = {}
+        for e in self.evaluators:
+            verdict = judge(e.model, images, classes)
+            feats = e.embed(images)
+            rec: dict = {"correct": verdict["correct"].numpy().astype(float), "prob": verdict["p"].numpy(),
+                         "feats_penult": feats["penult"]}
+            for space in SPACES:
+                f = feats[space]
+                kernels = []
+                for g in groups:
+                    c = int(cls[g[0]])
+                    y = self._class_ref(e.name, space, c)
+                    kernels.append(UnitKernels(poly_kernel(f[g], f[g]), poly_kernel(f[g], y).mean(1),
+                                               self._kyy_term(e.name, space, c)))
+                rec[f"kernels_{space}"] = kernels
+                ref_rows = np.concatenate([np.flatnonzero(self.labels == c) for c in cls])  # same class mix
+                ref = self.ref[e.name][space][np.unique(ref_rows)]
+                ref_cls = self.labels[np.unique(ref_rows)]
+                weights = np.array([np.mean(cls == c) for c in ref_cls])  # match the images' class frequencies
+                pick = np.random.default_rng(0).choice(len(ref), size=min(len(ref), 2000), p=weights / weights.sum())
+                rec[f"fid_{space}"] = frechet_distance(f, None, stats2=gaussian_stats(ref[pick])) if len(f) > 1 \
+                    else float("nan")
+            out[e.name] = rec
+        return out
