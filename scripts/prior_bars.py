@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
               "commit": commit, "prior": prior.provenance.get("path"), "method": method.settings(),
               "seeds": seeds, "runs": runs}
     text = json.dumps(report, indent=1)
-    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / f"report-{args.method}.json", lambda tmp: Path(tmp).write_text(text))
     for name, r in runs.items():
         d = r["diversity"]
         print(f"{name}: top1 {r['top1']:.3f} prob {r['mean_prob']:.3f} diversity/real mean {d['mean_ratio']:.2f} "

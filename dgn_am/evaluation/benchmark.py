@@ -163,8 +163,8 @@ def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, confi
                                    "lo": None, "hi": None}
     feats = [scores[ev]["feats_penult"] for ev in scores]
     if len(groups[0]) >= 2:
-        summary["diversity"] = _summary(groups, config, lambda u, i: float(np.nanmean(
-            [pairwise_cosine_distance_of(f[groups[u]], i) for f in feats])))
+        summary["diversity"] = _summary(groups, config, lambda u, i: float(np.mean(
+            [pairwise_cosine_distance_of(f[groups[u]], i) for f in feats])))  # NaN when one seed drawn twice
     first = scorer.evaluators[0].name
     f = scores[first]["feats_penult"]
     y_ref = {u.index: scorer.ref[first]["penult"][scorer.labels == u.index] for u in units}

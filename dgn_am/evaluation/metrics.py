@@ -152,8 +152,6 @@ def bootstrap_ci(groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
         units = rng.integers(0, len(groups), len(groups))
         vals = np.array([statistic(u, rng.integers(0, sizes[u], sizes[u])) for u in units])
         reps[r] = vals[~np.isnan(vals)].mean() if (~np.isnan(vals)).any() else np.nan
-        continue
-        reps[r] = np.nanmean([statistic(u, rng.integers(0, sizes[u], sizes[u])) for u in units])
     if np.isnan(reps).all():
         return estimate, float("nan"), float("nan")
     lo, hi = np.nanquantile(reps, [(1 - level) / 2, (1 + level) / 2])  # NaN: no distinct pair was drawn

@@ -1,0 +1,153 @@
+"""The benchmark harness: metric values with known answers, the calibration ordering, one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dgn_am.evaluation.calibration import judge_ranking, shuffle_patches
+from dgn_am.evaluation.metrics import bootstrap_ci, frechet_distance, frechet_from_stats, kid
+
+
+def test_frechet_identical_gaussians_is_zero():
+    cov = np.array([[2.0, 0.5], [0.5, 1.0]])
+    assert frechet_from_stats(np.zeros(2), cov, np.zeros(2), cov) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frechet_shifted_unit_gaussians_is_squared_shift():
+    mu = np.array([1.0, -2.0, 0.5])
+    assert frechet_from_stats(np.zeros(3), np.eye(3), mu, np.eye(3)) == pytest.approx(float(mu @ mu))
+    g = np.random.default_rng(0)
+    a, b = g.normal(size=(20000, 3)), g.normal(size=(20000, 3)) + mu
+    assert frechet_distance(a, b) == pytest.approx(float(mu @ mu), rel=0.03)
+
+
+def test_frechet_low_rank_path_matches_full():
+    g = np.random.default_rng(1)
+    a, b = g.normal(size=(5, 8)), g.normal(size=(400, 8)) * 2
+    mu1, c1 = a.mean(0), np.cov(a.T)
+    mu2, c2 = b.mean(0), np.cov(b.T)
+    assert frechet_distance(a, b) == pytest.approx(frechet_from_stats(mu1, c1, mu2, c2), rel=1e-6)
+
+
+def test_kid_identical_distributions_near_zero_with_se():
+    g = np.random.default_rng(2)
+    a, b = g.normal(size=(300, 16)), g.normal(size=(300, 16))
+    value, se = kid(a, b, subsets=50, subset_size=200)
+    assert se > 0
+    assert abs(value) < 3 * se + 1e-3
+    far, far_se = kid(a, b + 1.5, subsets=50, subset_size=200)
+    assert far > value + 5 * far_se
+
+
+def test_bootstrap_contains_mean_and_shrinks():
+    g = np.random.default_rng(3)
+    small = [g.normal(1.0, 1.0, size=4) for _ in range(5)]
+    large = [g.normal(1.0, 1.0, size=16) for _ in range(40)]
+    est_s, lo_s, hi_s = bootstrap_ci(small, n_boot=500)
+    est_l, lo_l, hi_l = bootstrap_ci(large, n_boot=500)
+    assert lo_s <= est_s <= hi_s and lo_l <= est_l <= hi_l
+    assert est_s == pytest.approx(np.mean([s.mean() for s in small]))
+    assert (hi_l - lo_l) < (hi_s - lo_s)
+
+
+def test_shuffle_patches_keeps_pixels():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    y = shuffle_patches(x, patch=2, seed=0)
+    assert sorted(y.flatten().tolist()) == sorted(x.flatten().tolist())
+    blocks = {tuple(y[0, 0, r:r + 2, c:c + 2].flatten().tolist()) for r in (0, 2) for c in (0, 2)}
+    assert blocks == {tuple(x[0, 0, r:r + 2, c:c + 2].flatten().tolist()) for r in (0, 2) for c in (0, 2)}
+
+
+def test_judge_ranking():
+    v = judge_ranking({"real": 0.1, "dimmed": 0.5, "blurred": 0.4, "inverted": 2.0, "shuffled": 1.0, "noise": 3.0},
+                      higher_is_better=False)
+    assert v["passes"] and v["order"][0] == "real" and v["order"][-1] == "noise"
+    v = judge_ranking({"real": 0.9, "dimmed": 0.95, "blurred": 0.4, "inverted": 0.2, "shuffled": 0.1, "noise": 0.1},
+                      higher_is_better=True)
+    assert not v["real_best"] and not v["noise_worst"] and not v["passes"]
+
+
+def _have_data() -> bool:
+    try:
+        from dgn_am.data import fashion_mnist_dir
+
+        fashion_mnist_dir()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+needs_data = pytest.mark.skipif(not _have_data(), reason="Fashion-MNIST not installed")
+
+
+@needs_data
+def test_end_to_end_tiny(tmp_path):
+    from dgn_am.cli import main
+
+    out = tmp_path / "bench"
+    rc = main(["benchmark", "--units", "fc8:0-1", "--seeds", "2", "--steps", "3",
+               "--methods", "simonyan,noise,real-images", "--evaluators", "fmnist-resnet",
+               "--n-boot", "30", "--reference", "30", "--out", str(out), "--quiet"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res) >= {"settings", "methods", "calibration"}
+    st = res["settings"]
+    assert st["budget"]["steps"] == 3 and st["budget"]["value_range"] == [0.0, 1.0]
+    assert st["evaluators"] == ["fmnist-resnet"] and "command" in st and "commit" in st
+    assert list(res["methods"]) == ["simonyan", "real-images", "noise"]
+    for name, e in res["methods"].items():
+        assert e["error"] is None, name
+        pi = e["per_image"]
+        assert len(pi["activation"]) == 4
+        assert all(0.0 <= p <= 1.0 for p in pi["prob"] + pi["evalprob_fmnist-resnet"])
+        s = e["summary"]
+        for key in ("activation", "activation_norm", "prob", "transfer_mean", "kid_penult", "kid_early"):
+            assert s[key]["lo"] <= s[key]["value"] + 1e-9 <= s[key]["hi"] + 2e-9, (name, key)
+        assert e["cost"]["steps"] == (3 if name == "simonyan" else 0)
+    m = res["methods"]
+    assert m["simonyan"]["control"] is not None and m["real-images"]["control"] is None
+    tr = {k: v["summary"]["transfer_mean"]["value"] for k, v in m.items()}
+    assert tr["real-images"] == max(tr.values()) and tr["noise"] == min(tr.values())
+    kid_e = {k: v["summary"]["kid_penult"]["value"] for k, v in m.items()}
+    assert kid_e["real-images"] == min(kid_e.values()) and kid_e["noise"] == max(kid_e.values())
+    assert set(res["calibration"]["verdicts"]) >= {"kid_penult", "kid_early", "fid_penult", "transfer_mean"}
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["simonyan", "real-images", "noise"]
+    assert "transfer_mean_lo" in rows[0] and "control_transfer_mean" in rows[0]
+    table = (out / "table.md").read_text()
+    assert "Command: `dgn-am benchmark" in table and "Commit:" in table and "| noise |" in table
+    assert "Calibration" in table and "3 steps" in table
+    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_data
+def test_calibration_orders_real_best_noise_worst():
+    """On real Fashion-MNIST images: every realism metric ranks real best and noise worst, or says it does not."""
+    from dgn_am.data import load_fashion_mnist
+    from dgn_am.evaluation.calibration import calibration_inputs
+    from dgn_am.evaluation.metrics import features
+    from dgn_am.models.loading import load_model
+
+    x, y = load_fashion_mnist("test")
+    ev = load_model("fmnist-resnet")
+    ref = torch.cat([x[y == c][:60] for c in range(10)])
+    probe = torch.cat([x[y == c][60:70] for c in range(10)])
+    fr = features(ev, ref, "pool").numpy()
+    scores = {k: frechet_distance(features(ev, v, "pool").numpy(), fr) for k, v in calibration_inputs(probe).items()}
+    v = judge_ranking(scores, higher_is_better=False)
+    assert v["real_best"] and v["noise_worst"], scores
+
+
+def test_unknown_method_and_target_evaluator_rejected(tmp_path):
+    from dgn_am.evaluation.benchmark import BenchmarkConfig, _evaluators, _methods
+
+    with pytest.raises(ValueError, match="available"):
+        _methods(BenchmarkConfig(methods=("no-such-method",)))
+    with pytest.raises(ValueError, match="target itself"):
+        _evaluators(BenchmarkConfig(evaluators=("fmnist-caffenet",)))
