@@ -164,6 +164,7 @@ def test_train_prior_command_on_an_image_folder(tmp_path):
                  "init_args": {"root": str(tmp_path / "images"), "size": 8, "channels": 1, "batch_size": 4,
                                "val_every": 4}},
         "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False, "logger": False,
+                    "default_root_dir": str(tmp_path),
                     "enable_checkpointing": False},
     }
     cfg = tmp_path / "config.json"
