@@ -69,21 +69,78 @@ def _start_from_image(method, path: str, model, prior):
     if method.parameterization == "pixels":
         image = load_image(path, model.input_spec)[0]
         return dataclasses.replace(method, init="image", options=method.options + (("init_image", image),))
+    if method.parameterization == "fourier":  # the image's spectrum plus the method's init_std noise
+        image = load_image(path, model.input_spec)[0]
+        return dataclasses.replace(method, init="mean-image", options=method.options + (("mean_image", image),))
     raise UsageError(f"--init-image is not supported by the {method.parameterization} parameterization")
+
+
+_PIECES = (("penalty", "penalties"), ("operator", "operators"), ("transform", "transforms"))
+
+
+def _base_method(args):
+    """The method named by --method, or read from --config FILE.json (a Method.settings() dict)."""
+    from dgn_am.components import method_from_dict
+    from dgn_am.methods import get_method
+
+    if args.config is None:
+        return get_method(args.method or "simonyan")
+    if args.method is not None:
+        raise UsageError("give either --method NAME or --config FILE.json, not both")
+    path = Path(args.config)
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"config {path} is not valid JSON: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("method"), dict):
+        data = data["method"]  # a manifest row's "settings" object
+    return method_from_dict(data)
+
+
+def _compose(method, args, model):
+    """Apply the composition flags. The base method is first rescaled to the model's input size, so the flags'
+    pixel values are in the model's own pixels; a --penalty/--operator/--transform list replaces that kind."""
+    import dataclasses
+
+    from dgn_am.components import parse_component, parse_step_rule
+
+    changes: dict = {}
+    for kind, field in _PIECES:
+        specs = getattr(args, kind)
+        if specs:
+            changes[field] = () if specs == ["none"] else tuple(parse_component(kind, s) for s in specs)
+    if args.step_rule:
+        changes["step_rule"] = parse_step_rule(args.step_rule)
+    if args.parameterization:
+        changes["parameterization"] = args.parameterization
+    if args.init:
+        changes["init"] = args.init
+    if args.init_std is not None:
+        changes["init_std"] = args.init_std
+    if args.mean_image:
+        changes["options"] = tuple(o for o in method.options if o[0] != "mean_image") + (("mean_image", args.mean_image),)
+    if not changes and not args.name:
+        return method
+    method = method.rescaled(model.input_spec.size)
+    return dataclasses.replace(method, **changes, reference_size=None,
+                               name=args.name or (f"{method.name}-custom" if changes else method.name))
 
 
 def cmd_synthesize(args) -> int:
     from dgn_am.imageio import atomic_write, make_grid, save_image
     from dgn_am.layers import check_units, parse_units
-    from dgn_am.methods import get_method, synthesize
+    from dgn_am.methods import synthesize
     from tqdm import tqdm
 
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    method = get_method(args.method).with_overrides(steps=args.steps, lr=args.lr)
+    method = _base_method(args)
     model = _load(args)
+    method = _compose(method, args, model).with_overrides(steps=args.steps, lr=args.lr)
     units = [u for spec in args.units for u in parse_units(spec)]
     check_units(model, units)  # every error is raised before anything is written
     prior = None
@@ -210,7 +267,32 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     p.add_argument("--seeds", type=int, default=4, help="number of seeds per unit (default: %(default)s)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
-    p.add_argument("--method", default="simonyan", help="a method name; `dgn-am methods` lists them")
+    p.add_argument("--method", default=None, help="a method name (default: simonyan); `dgn-am methods` lists them")
+    p.add_argument("--config", default=None, metavar="FILE.json",
+                   help="a method as JSON: Method.settings() fields, e.g. a manifest row's settings.method "
+                        "(docs/baselines.md); instead of --method")
+    g = p.add_argument_group("composition", "change the method's pieces; values are in the model's pixels. "
+                             "A repeated flag builds a list that REPLACES the method's list of that kind "
+                             "('none' empties it). See docs/baselines.md")
+    g.add_argument("--penalty", action="append", metavar="NAME:k=v,...",
+                   help="subtracted from the objective: l2:weight=, alpha:weight=,alpha=,scale=,mean=, "
+                        "tv:weight=,beta=,scale=,mean=")
+    g.add_argument("--operator", action="append", metavar="NAME:k=v,...",
+                   help="applied to p after each step: decay:rate=, blur:width=,every=, normclip:pct=, "
+                        "contribclip:pct=,exact=, centrebias:start=,until=")
+    g.add_argument("--transform", action="append", metavar="NAME:k=v,...",
+                   help="random image transforms: pad:pixels=,mode=,value=, jitter:pixels=, scale:low=,high=, "
+                        "rotate:degrees=")
+    g.add_argument("--step-rule", default=None, metavar="KIND:k=v,...",
+                   help="sgd:lr=, momentum:lr=,momentum=, adam:lr=, normalized:lr=, progress:lr=,lr_max= "
+                        "(lr_end= for a linear decay)")
+    g.add_argument("--parameterization", default=None, help="pixels, fourier or code")
+    g.add_argument("--init", default=None, help="start: zeros, randn, mean-image (pixels, fourier), ...")
+    g.add_argument("--init-std", type=float, default=None, help="std of the random start")
+    g.add_argument("--mean-image", default=None, metavar="FILE",
+                   help="image file for init mean-image (default: the Fashion-MNIST mean for Fashion-MNIST models, "
+                        "else the flat normalization mean)")
+    g.add_argument("--name", default=None, help="name of the composed method in file names and the manifest")
     p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
     p.add_argument("--lr", type=float, default=None, help="override the method's first step size")
     p.add_argument("--init-image", default=None, help="start from this image: its code under the prior's encoder "

@@ -114,13 +114,106 @@ def register(method: Method) -> Method:
     return method
 
 
+# ---- Hand-crafted baselines (docs/baselines.md). Spatial settings are for `reference_size`-pixel images. ----
+
 register(Method(
     name="simonyan",
     description="Simonyan et al. 2013: gradient ascent on the raw unit with an L2 penalty, from the mean image",
     init="zeros",
-    steps=200,
+    steps=200,  # a sweep of lr 0.05-0.2, lambda 0.02-0.1, 200/400 steps: all within 36-39 on fmnist-caffenet fc8
     step_rule=StepRule("sgd", lr=0.05),
     penalties=(L2Penalty(weight=0.05),),
+))
+
+# Yosinski et al. 2015. The toolbox works on Caffe's [0, 255] mean-subtracted pixels; ours are [0, 1], so a constant
+# lr and the progress policy's lr cap are divided by 255^2 (same image change for the same objective) and the start
+# std 10 becomes 10 / 255. Blur widths were tuned on 227-pixel ImageNet inputs (reference_size=227).
+_CAFFE = 1.0 / 255 ** 2
+_YOSINSKI_START = dict(init="randn", init_std=10 / 255, reference_size=227)
+register(Method(
+    name="yosinski",
+    description="Yosinski et al. 2015 r_theta tuned for 28-px inputs: decay 1e-3, blur 0.5 px every 4, norm clip 20%",
+    init="randn",
+    init_std=10 / 255,
+    steps=500,
+    step_rule=StepRule("progress", lr=10.0, lr_max=0.5),
+    operators=(Decay(rate=1e-3), GaussianBlur(width=0.5, every=4), NormClip(pct=20)),
+    reference_size=28,
+))
+register(Method(
+    name="yosinski-normclip",
+    description="Yosinski Table 1 row 1 (227 px): blur 0.5 every 4, norm clip 50%, progress lr 2 (cap 100), 500 steps",
+    steps=500,
+    step_rule=StepRule("progress", lr=2.0, lr_max=100 * _CAFFE),
+    operators=(GaussianBlur(width=0.5, every=4), NormClip(pct=50)),
+    **_YOSINSKI_START,
+))
+register(Method(
+    name="yosinski-decay",
+    description="Yosinski Table 1 row 2 (227 px): decay 0.3, norm clip 20%, lr 100, 750 steps",
+    steps=750,
+    step_rule=StepRule("sgd", lr=100 * _CAFFE),
+    operators=(Decay(rate=0.3), NormClip(pct=20)),
+    **_YOSINSKI_START,
+))
+register(Method(
+    name="yosinski-blur",
+    description="Yosinski Table 1 row 3 (227 px), the paper's main setting: decay 1e-4, blur 1.0 every 4, lr 100, 1000 steps",
+    steps=1000,
+    step_rule=StepRule("sgd", lr=100 * _CAFFE),
+    operators=(Decay(rate=1e-4), GaussianBlur(width=1.0, every=4)),
+    **_YOSINSKI_START,
+))
+register(Method(
+    name="yosinski-contrib",
+    description="Yosinski Table 1 row 4 (227 px): blur 0.5 every 4, contribution clip 90%, progress lr 2, 1000 steps",
+    steps=1000,
+    step_rule=StepRule("progress", lr=2.0, lr_max=1e8 * _CAFFE),
+    operators=(GaussianBlur(width=0.5, every=4), ContributionClip(pct=90)),
+    **_YOSINSKI_START,
+))
+
+# Mahendran & Vedaldi 2016, normalized as in their paper: R_alpha / (B^alpha) and R_TV / V^beta averaged over pixels,
+# with B = 80 / 255 (their pixel range 80 on [0, 255]) and V = B / 6.5; momentum 0.9, lr decaying 10x.
+_B = 80 / 255
+register(Method(
+    name="mahendran",
+    description="Mahendran & Vedaldi 2016: alpha-norm (6) + total variation (2) penalties, jitter 1 px, momentum",
+    init="randn",
+    init_std=0.01,
+    steps=300,
+    step_rule=StepRule("momentum", lr=0.02, lr_end=0.002, momentum=0.9),
+    penalties=(AlphaNorm(weight=1.0, alpha=6, scale=_B, mean=True),
+               TotalVariation(weight=1.0, beta=2, scale=_B / 6.5, mean=True)),
+    transforms=(Jitter(pixels=1),),
+    reference_size=28,
+))
+
+# Olah et al. 2017 (Lucid): the default transformation-robustness chain for 224-pixel inputs.
+register(Method(
+    name="olah",
+    description="Olah et al. 2017: 1/f Fourier + decorrelated colour, pad/jitter/scale/rotate, Adam 0.05, 512 steps",
+    parameterization="fourier",
+    init="randn",
+    init_std=0.01,
+    steps=512,
+    step_rule=StepRule("adam", lr=0.05),
+    transforms=(Pad(pixels=12, mode="constant", value=0.5), Jitter(pixels=8), RandomScale(0.9, 1.1),
+                RandomRotate(degrees=10), Jitter(pixels=4)),
+    reference_size=224,
+))
+
+# The other hand-designed priors listed by Nguyen et al. 2016 (DGN-AM): mean-image start, jitter, centre bias.
+register(Method(
+    name="nguyen-handcrafted",
+    description="Mean-image start, jitter 1 px, centre bias (40% box growing to full by half-way), decay 0.01",
+    init="mean-image",
+    init_std=0.01,
+    steps=300,
+    step_rule=StepRule("sgd", lr=0.05),
+    operators=(Decay(rate=0.01), CentreBias(start=0.4, until=0.5)),
+    transforms=(Jitter(pixels=1),),
+    reference_size=28,
 ))
 
 
@@ -143,13 +236,15 @@ def synthesize(
     if method.parameterization not in PARAMETERIZATIONS:
         raise ValueError(f"unknown parameterization '{method.parameterization}'; available: "
                          f"{', '.join(sorted(PARAMETERIZATIONS))}")
+    reference = method.reference_size  # the spatial settings' original image side, recorded in the settings
     method = method.rescaled(model.input_spec.size)
     items = [(u, s) for u in units for s in seeds]
     objective = UnitObjective([u for u, _ in items])
     param = PARAMETERIZATIONS[method.parameterization](method, model, prior)
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress)
-    result.settings = {"method": method.settings(), "parameterization": param.settings()}
+    result.settings = {"method": method.settings(), "parameterization": param.settings(),
+                       "rescaled_from": reference}
     return result, items
 
 

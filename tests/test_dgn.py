@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,21 @@ def test_code_stats_command_recomputes_stats_and_bank(tmp_path, prior):
     torch.testing.assert_close(new.upper, codes.mean(0) + 2 * codes.std(0, unbiased=False), rtol=1e-4, atol=1e-5)
     assert new.bank.shape == (4, 16) and new.provenance["code_stats_command"].startswith("dgn-am code-stats")
     assert new.provenance["encoder"]["layer"] == "fc1"
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / "checkpoints" / "prior-fmnist-fc6.safetensors").is_file(),
+                    reason="shipped prior not present")
+def test_cli_init_image_starts_every_seed_from_that_image(tmp_path):
+    import json
+
+    from dgn_am.cli import main
+    from dgn_am.imageio import save_image
+
+    save_image(torch.full((1, 28, 28), 0.2), tmp_path / "start.png")
+    out = tmp_path / "out"
+    assert main(["synthesize", "--method", "dgn-am", "--steps", "2", "--units", "fc8:7", "--seeds", "2",
+                 "--init-image", str(tmp_path / "start.png"), "--out", str(out), "--quiet"]) == 0
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["settings"]["init_image"] for r in rows] == [str(tmp_path / "start.png")] * 2
+    assert rows[0]["settings"]["parameterization"]["init"] == "codes"
+    assert rows[0]["activation"] == rows[1]["activation"]  # same start, deterministic steps

@@ -1,0 +1,267 @@
+"""dgn_am.regularizers and dgn_am.operators: hand-computed values on tiny inputs, and reference implementations."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from dgn_am.engine import StepRule, maximize
+from dgn_am.layers import Unit
+from dgn_am.objectives import UnitObjective
+from dgn_am.operators import centre_fraction, centre_mask, contribution, gaussian_kernel
+from dgn_am.parameterizations import FourierParam, PixelParam
+from dgn_am.regularizers import (AlphaNorm, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
+                                 TotalVariation, gaussian_blur)
+from tests.helpers import linear_model
+
+# a 3x3 single-channel image, shape (1, 1, 3, 3)
+IMG = torch.tensor([[0.0, 1.0, 0.0],
+                    [2.0, 0.0, 1.0],
+                    [0.0, 0.0, 3.0]]).view(1, 1, 3, 3)
+
+
+def ctx(step: int = 0, steps: int = 10, grad: torch.Tensor | None = None):
+    return SimpleNamespace(step=step, steps=steps, grad=grad, param=None, score=None)
+
+
+# ---- penalties ----
+
+def test_total_variation_of_a_3x3_image_by_hand():
+    # forward differences on the 2x2 grid (dx = right - here, dy = below - here):
+    # (0,0): dx 1, dy 2 -> 5;  (0,1): dx -1, dy -1 -> 2;  (1,0): dx -2, dy -2 -> 8;  (1,1): dx 1, dy 0 -> 1
+    assert TotalVariation(weight=1.0)(IMG, IMG).item() == pytest.approx(16.0)
+    assert TotalVariation(weight=1.0, beta=1.0)(IMG, IMG).item() == pytest.approx(
+        math.sqrt(5) + math.sqrt(2) + math.sqrt(8) + 1)
+    assert TotalVariation(weight=0.5, scale=2.0)(IMG, IMG).item() == pytest.approx(0.5 * 16 / 4)
+    assert TotalVariation(weight=1.0, mean=True)(IMG, IMG).item() == pytest.approx(16 / 4)
+
+
+def test_total_variation_matches_a_loop_per_item_and_channel():
+    x = torch.rand(2, 3, 5, 4, generator=torch.Generator().manual_seed(0))
+    beta = 1.5
+    expected = torch.zeros(2, dtype=torch.float64)
+    for b in range(2):
+        for c in range(3):
+            for i in range(4):
+                for j in range(3):
+                    dx = float(x[b, c, i, j + 1] - x[b, c, i, j])
+                    dy = float(x[b, c, i + 1, j] - x[b, c, i, j])
+                    expected[b] += (dx * dx + dy * dy) ** (beta / 2)
+    got = TotalVariation(weight=1.0, beta=beta)(x, x)
+    assert got.shape == (2,)
+    assert torch.allclose(got.double(), expected, rtol=1e-5)
+
+
+def test_total_variation_gradient_is_finite_on_flat_images():
+    x = torch.full((1, 1, 4, 4), 0.5, requires_grad=True)
+    TotalVariation(beta=1.0)(x, x).sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad == 0).all()
+
+
+def test_alpha_norm_of_a_3x3_image_by_hand():
+    p = torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, -1.0]]).view(1, 1, 3, 3)
+    assert AlphaNorm(weight=1.0, alpha=6)(p, p).item() == pytest.approx(1 + 64 + 0.5 ** 6 + 1)
+    assert AlphaNorm(weight=2.0, alpha=2, scale=2.0)(p, p).item() == pytest.approx(2 * (1 + 4 + 0.25 + 1) / 4)
+    assert AlphaNorm(weight=1.0, alpha=6, mean=True)(p, p).item() == pytest.approx((66 + 0.5 ** 6) / 9)
+    # centre=c reads x - c instead of p
+    x = p + 0.25
+    assert AlphaNorm(weight=1.0, alpha=6, centre=0.25)(x, torch.zeros(1, 5)).item() == pytest.approx(66 + 0.5 ** 6)
+
+
+def test_penalties_on_p_refuse_a_non_pixel_parameterization():
+    x = torch.rand(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="'pixels' parameterization, or set centre=0.5"):
+        AlphaNorm()(x, torch.zeros(1, 1, 4, 3, 2))
+    with pytest.raises(ValueError, match="alpha > 0"):
+        AlphaNorm(alpha=0)
+    with pytest.raises(ValueError, match="at least 2x2"):
+        TotalVariation()(torch.zeros(1, 1, 1, 4), None)
+
+
+def test_l2_penalty():
+    p = torch.tensor([[1.0, 2.0], [0.0, -3.0]])
+    assert L2Penalty(weight=0.5)(None, p).tolist() == [2.5, 4.5]
+
+
+# ---- blur ----
+
+def test_gaussian_kernel_matches_the_formula():
+    k = gaussian_kernel(1.0)  # radius int(4 * 1 + 0.5) = 4
+    t = np.arange(-4, 5)
+    ref = np.exp(-t ** 2 / 2.0)
+    assert np.allclose(k.numpy(), ref / ref.sum())
+    assert gaussian_kernel(0.5).numel() == 2 * int(4 * 0.5 + 0.5) + 1
+
+
+def _blur_reference(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Direct 2-D convolution with the outer product of the 1-D kernel and mirrored (edge-repeating) borders."""
+    r = int(4 * sigma + 0.5)
+    t = np.arange(-r, r + 1)
+    k1 = np.exp(-t ** 2 / (2 * sigma ** 2))
+    k1 /= k1.sum()
+    k2 = np.outer(k1, k1)
+    padded = np.pad(img, r, mode="symmetric")
+    out = np.zeros_like(img)
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
+            out[i, j] = (padded[i: i + 2 * r + 1, j: j + 2 * r + 1] * k2).sum()
+    return out
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 1.7])
+def test_gaussian_blur_matches_a_reference_convolution(sigma):
+    x = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    got = gaussian_blur(x, sigma)
+    for b in range(2):
+        for c in range(3):
+            assert np.allclose(got[b, c].numpy(), _blur_reference(x[b, c].numpy(), sigma), atol=1e-12)
+
+
+def test_gaussian_blur_matches_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = torch.rand(1, 1, 6, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for sigma in (0.5, 1.0, 3.0):  # 3.0: the kernel is wider than the image, borders mirror more than once
+        assert np.allclose(gaussian_blur(x, sigma)[0, 0].numpy(), ndimage.gaussian_filter(x[0, 0].numpy(), sigma))
+
+
+def test_blur_operator_runs_every_k_steps_and_keeps_constants():
+    p = torch.rand(1, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    op = GaussianBlur(width=1.0, every=4)
+    q = p.clone()
+    op(q, ctx(step=1))
+    assert torch.equal(q, p)
+    op(q, ctx(step=4))
+    assert torch.allclose(q, gaussian_blur(p, 1.0))
+    flat = torch.full((1, 2, 4, 4), 0.3)
+    op(flat, ctx(step=0))
+    assert torch.allclose(flat, torch.full_like(flat, 0.3))
+    assert GaussianBlur(width=1.0).rescaled(28 / 227).width == pytest.approx(28 / 227)
+
+
+# ---- pixel clipping ----
+
+def test_norm_clip_zeroes_exactly_the_pixels_below_the_percentile():
+    # two channels; pixel norms are 1..9 in a shuffled layout; the 30th percentile of 1..9 is 3.4 (linear)
+    norms = torch.tensor([[5.0, 1.0, 9.0], [3.0, 7.0, 2.0], [8.0, 4.0, 6.0]])
+    p = torch.stack([norms * 0.6, norms * 0.8]).unsqueeze(0)  # (1, 2, 3, 3): ||(0.6 n, 0.8 n)|| = n
+    assert np.percentile(np.arange(1, 10), 30) == pytest.approx(3.4)
+    NormClip(pct=30)(p, ctx())
+    kept = (p.abs().sum(1)[0] > 0)
+    assert kept.tolist() == [[True, False, True], [False, True, False], [True, True, True]]  # 1, 2, 3 zeroed
+    assert torch.allclose(p[0, 0][kept], (norms * 0.6)[kept])
+
+
+def test_norm_clip_is_per_item_and_pct_zero_keeps_everything():
+    p = torch.stack([torch.arange(9.0).view(1, 3, 3), 100 + torch.arange(9.0).view(1, 3, 3)])  # (2, 1, 3, 3)
+    q = p.clone()
+    NormClip(pct=0)(q, ctx())
+    assert torch.equal(q, p)
+    NormClip(pct=50)(q, ctx())  # median of each item is its 5th value: values 0-3 and 100-103 are zeroed
+    assert (q.flatten(1) == 0).sum(1).tolist() == [4, 4]
+    with pytest.raises(ValueError, match="percentile in"):
+        NormClip(pct=120)
+
+
+def test_contribution_clip_linear_estimate_by_hand():
+    # |sum_c p * grad| per pixel: channel 0 and 1 partly cancel
+    p = torch.tensor([[[1.0, 2.0], [3.0, -1.0]], [[1.0, 0.0], [1.0, 1.0]]]).unsqueeze(0)  # (1, 2, 2, 2)
+    grad = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[-1.0, 5.0], [2.0, 4.0]]]).unsqueeze(0)
+    assert contribution(p, ctx(grad=grad), exact=False)[0].tolist() == [[0.0, 2.0], [5.0, 3.0]]
+    ContributionClip(pct=50)(p, ctx(grad=grad))  # median of (0, 2, 3, 5) is 2.5: pixels with 0 and 2 go
+    assert (p.abs().sum(1)[0] > 0).tolist() == [[False, False], [True, True]]
+
+
+class Recorder:
+    """An operator that records the exact and estimated contributions at the first step."""
+
+    def __init__(self) -> None:
+        self.seen: list = []
+
+    def __call__(self, p, ctx) -> None:
+        if ctx.step == 0:
+            self.seen.append((contribution(p, ctx, exact=True, chunk=7), contribution(p, ctx, exact=False)))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_exact_and_estimated_contribution_agree_on_a_linear_model(channels):
+    h, w = 4, 5
+    n = channels * h * w
+    weights = torch.randn(2, n, generator=torch.Generator().manual_seed(channels))
+    rec = Recorder()
+    param = PixelParam((channels, h, w), centre=0.3, init="randn", init_std=0.1)
+    units = UnitObjective([Unit("lin", 0, None), Unit("lin", 1, None), Unit("lin", 0, None)])
+    maximize(linear_model(weights), units, param, [0, 1, 2], 1, StepRule("sgd", lr=0.01), operators=(rec,))
+    exact, estimate = rec.seen[0]
+    assert exact.shape == (3, h, w)
+    assert torch.allclose(exact, estimate, atol=1e-5)
+    # hence the two clipping modes zero the same pixels
+    results = [maximize(linear_model(weights), units, param, [0, 1, 2], 3, StepRule("sgd", lr=0.01),
+                        operators=(ContributionClip(pct=60, exact=exact_mode),)).images for exact_mode in (True, False)]
+    assert torch.allclose(results[0], results[1], atol=1e-6)
+
+
+def test_exact_contribution_matches_zeroing_pixels_one_by_one(caffenet):
+    rec = Recorder()
+    param = PixelParam((1, 28, 28), centre=caffenet.input_spec.mean, init="randn", init_std=0.2)
+    units = [Unit("fc8", 3, None), Unit("conv3", 5, "mean")]
+    maximize(caffenet, UnitObjective(units), param, [0, 1], 1, StepRule("sgd", lr=0.0), operators=(rec,))
+    exact = rec.seen[0][0]
+    p = param.init([0, 1], torch.device("cpu"), torch.float32)
+    mean = caffenet.input_spec.mean[0]
+    with torch.no_grad():
+        for b, unit in enumerate(units):
+            for (i, j) in [(0, 0), (13, 14), (27, 5)]:
+                x = (mean + p[b: b + 1]).clamp(0, 1)  # the box projection runs before the operators
+                before = _read(caffenet, x, unit)
+                x[0, 0, i, j] = mean
+                assert exact[b, i, j].item() == pytest.approx(abs(before - _read(caffenet, x, unit)), abs=1e-4)
+
+
+def _read(model, x, unit) -> float:
+    from dgn_am.layers import read_units, run
+
+    return float(read_units(run(model, x, [unit.layer])[unit.layer], [unit])[0])
+
+
+def test_pixel_operators_refuse_non_image_p():
+    spectrum = torch.zeros(1, 1, 4, 3, 2)
+    for op in (GaussianBlur(), NormClip(), ContributionClip(), CentreBias()):
+        with pytest.raises(ValueError, match="'pixels' parameterization"):
+            op(spectrum, ctx(grad=spectrum))
+    assert FourierParam((1, 4, 4)).name == "fourier"  # the parameterization these refuse
+
+
+def test_decay():
+    p = torch.ones(2, 3)
+    Decay(rate=0.25)(p, ctx())
+    assert torch.equal(p, torch.full((2, 3), 0.75))
+
+
+# ---- centre bias ----
+
+def test_centre_mask_and_schedule():
+    # 2 of 4 rows from row 1, 3 of 6 columns from column (6 - 3) // 2 = 1
+    assert centre_mask(4, 6, 0.5).int().tolist() == [[0, 0, 0, 0, 0, 0],
+                                                      [0, 1, 1, 1, 0, 0],
+                                                      [0, 1, 1, 1, 0, 0],
+                                                      [0, 0, 0, 0, 0, 0]]
+    assert centre_mask(3, 3, 0.01).sum() == 1  # at least one pixel
+    assert centre_fraction(0, 10, 0.4, 0.5) == pytest.approx(0.4 + 0.6 * 1 / 5)
+    assert centre_fraction(4, 10, 0.4, 0.5) == 1.0
+    assert centre_fraction(0, 10, 0.4, 0.0) == 1.0
+
+
+def test_centre_bias_zeroes_outside_the_growing_box():
+    op = CentreBias(start=0.25, until=0.5)
+    p = torch.ones(1, 1, 8, 8)
+    op(p, ctx(step=0, steps=8))  # fraction 0.25 + 0.75 * 1/4 = 0.4375 -> a 4x4 box
+    assert p[0, 0].sum() == 16 and p[0, 0, 2:6, 2:6].eq(1).all()
+    q = torch.ones(1, 1, 8, 8)
+    op(q, ctx(step=3, steps=8))  # past half-way: the whole image
+    assert q.eq(1).all()
+    with pytest.raises(ValueError, match="0 < start <= 1"):
+        CentreBias(start=0.0)
