@@ -136,7 +136,9 @@ register(Method(
     init="randn",
     init_std=10 / 255,
     steps=500,
-    step_rule=StepRule("progress", lr=10.0, lr_max=0.5),
+    # normalized steps (mean |change| 0.02 per pixel): like the toolbox's progress policy, an adaptive step size,
+    # but in pixel units, so it transfers to networks whose gradients are 1000x smaller (random torchvision nets)
+    step_rule=StepRule("normalized", lr=0.02),
     operators=(Decay(rate=1e-3), GaussianBlur(width=0.5, every=4), NormClip(pct=20)),
     reference_size=28,
 ))
@@ -210,7 +212,7 @@ register(Method(
     init="mean-image",
     init_std=0.01,
     steps=300,
-    step_rule=StepRule("sgd", lr=0.05),
+    step_rule=StepRule("normalized", lr=0.01),  # mean |change| 0.01 per pixel and step: any network's scale
     operators=(Decay(rate=0.01), CentreBias(start=0.4, until=0.5)),
     transforms=(Jitter(pixels=1),),
     reference_size=28,
