@@ -60,7 +60,8 @@ def load_fashion_mnist(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (images, labels): images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64.
 
-    download=True fetches the files with torchvision into data_dir (default ./data) when they are missing.
+    With download set (an explicit opt-in, never the default), missing files are fetched with torchvision into
+    data_dir (default ./data).
     """
     if split not in _FILES:
         raise ValueError(f"unknown split '{split}'; use 'train' or 'test'")
@@ -72,8 +73,8 @@ def load_fashion_mnist(
         import torchvision
 
         target = Path(data_dir or "data")
-        torchvision.datasets.FashionMNIST(str(target), train=True, download=True)
-        torchvision.datasets.FashionMNIST(str(target), train=False, download=True)
+        for train in (True, False):  # `download` is the caller's opt-in; it is False unless they asked
+            torchvision.datasets.FashionMNIST(str(target), train=train, download=download)
         root = fashion_mnist_dir(target)
     images_file, labels_file = _FILES[split]
     images = torch.from_numpy(read_idx(root / images_file).copy()).float().div_(255).unsqueeze(1)

@@ -14,7 +14,7 @@ from dgn_am.data import image_folder, load_fashion_mnist
 class FashionMNISTDataModule(L.LightningDataModule):
     """Fashion-MNIST as in-memory tensors: images (B, 1, 28, 28) in [0, 1], labels (B,).
 
-    Reads the Debian package's gzip IDX files, or data_dir, and downloads only when download=True.
+    Reads the Debian package's gzip IDX files, or data_dir; it downloads only when the user opts in (--download).
     The last `val_size` training images are held out for validation; `test` is the official 10k test set.
     """
 
