@@ -16,7 +16,7 @@ from typing import Any
 
 from dgn_am.engine import StepRule
 from dgn_am.methods import Method
-from dgn_am.regularizers import (AlphaNorm, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
+from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
                                  TotalVariation)
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
@@ -24,7 +24,7 @@ from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 COMPONENTS: dict[str, dict[str, type]] = {
     "penalty": {"l2": L2Penalty, "alpha": AlphaNorm, "tv": TotalVariation},
     "operator": {"decay": Decay, "blur": GaussianBlur, "normclip": NormClip, "contribclip": ContributionClip,
-                 "centrebias": CentreBias},
+                 "centrebias": CentreBias, "anchor": Anchor},
     "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate},
 }
 FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}

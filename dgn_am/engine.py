@@ -47,6 +47,7 @@ class StepContext:
     # images (N, C, H, W) -> objective (N,), no transforms. N may be any multiple k * B of the batch size: the
     # images are read as k blocks of B rows, row n scored with item (n % B)'s objective (one forward pass).
     score: Callable[[torch.Tensor], torch.Tensor]
+    start: torch.Tensor | None = None  # p as initialized, before the first step, (B, ...)
 
 
 class Operator(Protocol):
@@ -147,6 +148,7 @@ def maximize(
 
     gen = torch.Generator().manual_seed(run_seed(seeds))
     p = param.init(seeds, device, dtype).requires_grad_(True)
+    start = p.detach().clone()
     opt = None
     if step_rule.kind == "adam":
         opt = torch.optim.Adam([p], lr=step_rule.lr)
@@ -182,7 +184,7 @@ def maximize(
             else:
                 p.add_(grad, alpha=lr)
             param.project(p)
-            ctx = StepContext(i, steps, grad, param, score_fn)
+            ctx = StepContext(i, steps, grad, param, score_fn, start)
             for op in operators:
                 op(p, ctx)
         history[i] = score.detach().float().cpu()

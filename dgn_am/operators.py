@@ -86,6 +86,28 @@ class Decay:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """Pull p back toward its start after every step: p += weight * (p_start - p).
+
+    With normalized steps of size lr, a run settles where one step's move balances the pull, about lr / weight
+    (in mean-|step| units) from the start. Started from real images' codes (init "bank"), each seed stays near its
+    own real image, which keeps the seeds of one unit apart (dgn-am-anchor). Needs the engine's ctx.start.
+    """
+
+    weight: float = 0.01  # fraction of the distance to the start removed after every step, in [0, 1]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1:
+            raise ValueError(f"Anchor weight is a fraction in [0, 1], got {self.weight}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        if ctx.start is None:
+            raise ValueError("Anchor needs the start point: run it through dgn_am.engine.maximize")
+        p.add_(ctx.start - p, alpha=self.weight)
+        ctx.param.project(p)  # the start may lie outside the constraint set (a raw init); p may not
+
+
+@dataclass(frozen=True)
 class GaussianBlur:
     """Blur p with a Gaussian of std `width` pixels after steps 0, every, 2 * every, ... (theta_b_width/every)."""
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from dgn_am.operators import CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, gaussian_blur
+from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, gaussian_blur
 
-__all__ = ["AlphaNorm", "CentreBias", "ContributionClip", "Decay", "GaussianBlur", "L2Penalty", "NormClip",
+__all__ = ["AlphaNorm", "Anchor", "CentreBias", "ContributionClip", "Decay", "GaussianBlur", "L2Penalty", "NormClip",
            "TotalVariation", "gaussian_blur"]
 
 

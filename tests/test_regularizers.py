@@ -14,7 +14,7 @@ from dgn_am.layers import Unit
 from dgn_am.objectives import UnitObjective
 from dgn_am.operators import centre_fraction, centre_mask, contribution, gaussian_kernel
 from dgn_am.parameterizations import FourierParam, PixelParam
-from dgn_am.regularizers import (AlphaNorm, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
+from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
                                  TotalVariation, gaussian_blur)
 from tests.helpers import linear_model
 
@@ -239,6 +239,34 @@ def test_decay():
     p = torch.ones(2, 3)
     Decay(rate=0.25)(p, ctx())
     assert torch.equal(p, torch.full((2, 3), 0.75))
+
+
+def test_anchor_pulls_toward_the_start_and_projects():
+    box = PixelParam((1, 1, 2), centre=0.0, box=True)  # p in [0, 1]
+    start = torch.tensor([[[[0.0, 2.0]]]])  # the second value lies outside the box
+    p = torch.tensor([[[[1.0, 0.5]]]])
+    Anchor(weight=0.25)(p, SimpleNamespace(start=start, param=box))
+    # 1 + 0.25 (0 - 1) = 0.75;  0.5 + 0.25 (2 - 0.5) = 0.875 (inside the box, kept)
+    assert torch.allclose(p, torch.tensor([[[[0.75, 0.875]]]]))
+    Anchor(weight=1.0)(p, SimpleNamespace(start=start, param=box))
+    assert torch.equal(p, torch.tensor([[[[0.0, 1.0]]]]))  # the start, clipped into the box
+    with pytest.raises(ValueError, match="fraction in"):
+        Anchor(weight=1.5)
+    with pytest.raises(ValueError, match="start point"):
+        Anchor()(p, SimpleNamespace(start=None, param=box))
+
+
+def test_anchor_in_the_engine_by_hand():
+    # linear objective w.x, one sgd step of lr 0.1, then the pull: p1 = p0 + (1 - weight) * lr * w
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    param = PixelParam((1, 2, 2), centre=0.0, init="randn", init_std=0.1, box=False)
+    units = UnitObjective([Unit("lin", 0, None)])
+    p0 = param.init([7], torch.device("cpu"), torch.float32)
+    out = maximize(linear_model(w), units, param, [7], 1, StepRule("sgd", lr=0.1), operators=(Anchor(weight=0.3),))
+    assert torch.allclose(out.params.flatten(), p0.flatten() + 0.7 * 0.1 * w, atol=1e-6)
+    # weight 1 undoes every step: the run ends where it started
+    out = maximize(linear_model(w), units, param, [7], 5, StepRule("sgd", lr=0.1), operators=(Anchor(weight=1.0),))
+    assert torch.allclose(out.params, p0)
 
 
 # ---- centre bias ----
