@@ -119,6 +119,10 @@ def _compose(method, args, model):
         changes["init"] = args.init
     if args.init_std is not None:
         changes["init_std"] = args.init_std
+    if args.samples is not None:
+        if args.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {args.samples}")
+        changes["samples"] = args.samples
     if args.mean_image:
         changes["options"] = tuple(o for o in method.options if o[0] != "mean_image") + (("mean_image", args.mean_image),)
     if not changes and not args.name:
@@ -289,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--parameterization", default=None, help="pixels, fourier or code")
     g.add_argument("--init", default=None, help="start: zeros, randn, mean-image (pixels, fourier), ...")
     g.add_argument("--init-std", type=float, default=None, help="std of the random start")
+    g.add_argument("--samples", type=int, default=None,
+                   help="transformed copies of each image scored per step, their mean maximized (needs transforms)")
     g.add_argument("--mean-image", default=None, metavar="FILE",
                    help="image file for init mean-image (default: the Fashion-MNIST mean for Fashion-MNIST models, "
                         "else the flat normalization mean)")

@@ -6,7 +6,9 @@ items go through the model in one forward pass per step. Each step:
   1. x = param.to_image(p)                        (B, C, H, W) in [0, 1]
   2. x' = transforms(x)                           jitter etc., drawn from a torch.Generator seeded by the run;
                                                   a result larger than (H, W) (after Pad) is centre-cropped back
-  3. score = objective(activations of x')         (B,), to maximize
+  3. score = objective(activations of x')         (B,), to maximize; with samples = k > 1, x' is k transformed
+                                                  copies of x and the score is their mean (an expectation over
+                                                  transformations, Athalye et al. 2018), in one forward pass
   4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
   5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule
   6. param.project(p), then each operator(p)      e.g. clip codes to bounds, then decay; or blur, pixel clipping
@@ -124,13 +126,19 @@ def maximize(
     operators: Sequence[Operator] = (),
     transforms: Sequence[Transform] = (),
     progress: Callable[[int, int, torch.Tensor], None] | None = None,
+    samples: int = 1,
 ) -> Result:
     """Maximize objective over param for len(seeds) items at once; see the module docstring for one step.
+
+    samples: transformed copies of each image scored per step (their mean score is maximized); 1 without transforms.
 
     progress(i, steps, score) is called after every step with the (B,) scores, e.g. to drive a progress bar.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if samples < 1 or (samples > 1 and not transforms):
+        raise ValueError(f"samples must be >= 1, and > 1 only with transforms to draw copies from; got {samples} "
+                         f"with {len(transforms)} transforms")
     ref = next(model.parameters(), None)
     device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
     layers = list(objective.layers)
@@ -157,11 +165,11 @@ def maximize(
     history = torch.empty(steps, len(seeds))
     for i in range(steps):
         x = param.to_image(p)
-        xt = x
+        xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
         for t in transforms:
             xt = t(xt, gen)
         xt = centre_crop(xt, x.shape[-2:])
-        score = objective(run(model, xt, layers))
+        score = score_fn(xt).view(samples, batch).mean(0)
         total = score
         for pen in penalties:
             total = total - pen(x, p)

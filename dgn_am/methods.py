@@ -16,7 +16,7 @@ from dgn_am.engine import Result, StepRule, maximize
 from dgn_am.layers import Unit, check_units
 from dgn_am.objectives import UnitObjective
 from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
-from dgn_am.regularizers import (AlphaNorm, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
+from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
                                  TotalVariation)
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
@@ -32,11 +32,17 @@ class Method:
     penalties: tuple = ()  # subtracted from the objective (regularizers.py)
     operators: tuple = ()  # applied to p after every step (regularizers.py)
     transforms: tuple = ()  # applied to the image before the model sees it (transforms.py)
+    samples: int = 1  # transformed copies scored per step, their mean maximized (needs transforms)
     options: tuple[tuple[str, Any], ...] = ()  # parameterization-specific settings, as (key, value) pairs
     description: str = ""  # one line for --help and the README
     # image side (pixels) the spatial settings (blur width, jitter, pad) were tuned at; synthesize() rescales them
     # by model side / reference_size (Method.rescaled). None: they are used as given, in the model's pixels.
     reference_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or (self.samples > 1 and not self.transforms):
+            raise ValueError(f"method {self.name}: samples must be >= 1, and > 1 only with transforms to draw copies "
+                             f"from; got samples={self.samples} with {len(self.transforms)} transforms")
 
     def settings(self) -> dict:
         """Everything needed to rebuild this method, as JSON-ready data."""
@@ -244,7 +250,8 @@ def synthesize(
     objective = UnitObjective([u for u, _ in items])
     param = PARAMETERIZATIONS[method.parameterization](method, model, prior)
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
-                      method.penalties, method.operators, method.transforms, progress=progress)
+                      method.penalties, method.operators, method.transforms, progress=progress,
+                      samples=method.samples)
     result.settings = {"method": method.settings(), "parameterization": param.settings(),
                        "rescaled_from": reference}
     return result, items
@@ -300,4 +307,19 @@ register(Method(
     steps=200,
     step_rule=StepRule("normalized", lr=0.04, lr_end=1e-10),
     operators=(Decay(rate=0.005),),
+))
+# dgn-am-bank plus two changes, for diverse and transferable images (scripts/prior_bars.py, see the README):
+# an anchor pulls each code 1% of the way back to its real start after every step, so the seeds of one unit stay
+# near different real images instead of meeting in one mode, and a 1-px jitter before the target keeps the images
+# from exploiting single pixels of the target network (the hand-crafted methods' transformation robustness).
+register(Method(
+    name="dgn-am-anchor",
+    description="dgn-am-bank + an anchor toward the real start code (1% per step) + 1-px jitter: diverse seeds",
+    parameterization="code",
+    init="bank",
+    init_std=0.0,
+    steps=200,
+    step_rule=StepRule("normalized", lr=0.04, lr_end=1e-10),
+    operators=(Anchor(weight=0.01), Decay(rate=0.005)),
+    transforms=(Jitter(pixels=1),),
 ))

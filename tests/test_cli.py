@@ -116,6 +116,8 @@ def test_synthesize_first_seed_and_batch_size(tmp_path):
     (["--method", "nope"], "unknown method 'nope'; available:"),
     (["--seeds", "0"], "--seeds must be >= 1"),
     (["--steps", "0"], "--steps must be >= 1"),
+    (["--samples", "0"], "--samples must be >= 1"),
+    (["--samples", "2"], "only with transforms"),  # simonyan has no transforms to draw copies from
 ])
 def test_synthesize_bad_input_exits_2_and_touches_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "out"

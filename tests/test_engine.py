@@ -230,3 +230,37 @@ def test_centre_crop():
     assert centre_crop(x, (5, 6)) is x
     with pytest.raises(ValueError, match="never shrink"):
         centre_crop(x, (6, 6))
+
+
+class ScaleCopies:
+    """A transform that multiplies copy k of the batch (rows k*B .. k*B + B - 1) by k + 1: known gradients."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        k = torch.arange(x.shape[0]) // self.batch + 1.0
+        return x * k.view(-1, 1, 1, 1)
+
+
+def test_samples_average_the_score_over_transformed_copies():
+    # score of copy k is (k + 1) w.x; the mean over 4 copies is 2.5 w.x, so one sgd step moves p by lr * 2.5 * w
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    param = PixelParam((1, 2, 2), centre=0.0, init="randn", init_std=0.1, box=False)
+    units = UnitObjective([Unit("lin", 0, None)] * 2)
+    p0 = param.init([3, 4], torch.device("cpu"), torch.float32)
+    out = maximize(linear_model(w), units, param, [3, 4], 1, StepRule("sgd", lr=0.1), transforms=(ScaleCopies(2),),
+                   samples=4)
+    assert torch.allclose(out.params.flatten(1), p0.flatten(1) + 0.1 * 2.5 * w, atol=1e-6)
+    assert torch.allclose(out.history[0], 2.5 * (p0.flatten(1) @ w))  # the recorded score is the mean too
+    with pytest.raises(ValueError, match="only with transforms"):
+        maximize(linear_model(w), units, param, [3, 4], 1, samples=2)
+
+
+def test_samples_one_is_the_plain_loop(caffenet):
+    method = dataclasses.replace(get_method("mahendran"), steps=3)
+    a, _ = synthesize(caffenet, parse_units("fc8:1"), [0], method)
+    b, _ = synthesize(caffenet, parse_units("fc8:1"), [0], dataclasses.replace(method, samples=1))
+    c, _ = synthesize(caffenet, parse_units("fc8:1"), [0], dataclasses.replace(method, samples=3))
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)

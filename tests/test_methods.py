@@ -176,14 +176,14 @@ def test_cli_composes_a_method_from_flags(tmp_path):
     code = main(["synthesize", "--weights", "random", "--method", "simonyan", "--units", "fc8:0", "--seeds", "1",
                  "--steps", "2", "--penalty", "tv:weight=0.01", "--penalty", "alpha:weight=1,alpha=6",
                  "--operator", "blur:width=0.5,every=1", "--transform", "jitter:pixels=2",
-                 "--step-rule", "momentum:lr=0.01", "--out", str(out), "--quiet"])
+                 "--step-rule", "momentum:lr=0.01", "--samples", "2", "--out", str(out), "--quiet"])
     assert code == 0
     row = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
     method = row["settings"]["method"]
     assert row["method"] == "simonyan-custom" and (out / "fc8_u0_s0_simonyan-custom.png").is_file()
     assert [p["type"] for p in method["penalties"]] == ["TotalVariation", "AlphaNorm"]
     assert method["operators"] == [{"type": "GaussianBlur", "width": 0.5, "every": 1, "truncate": 4.0}]
-    assert method["step_rule"]["kind"] == "momentum" and method["steps"] == 2
+    assert method["step_rule"]["kind"] == "momentum" and method["steps"] == 2 and method["samples"] == 2
     # the recorded settings replay as a config file, image for image
     (tmp_path / "m.json").write_text(json.dumps(row["settings"]))
     assert main(["synthesize", "--weights", "random", "--config", str(tmp_path / "m.json"), "--units", "fc8:0",
