@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-for method in ("dgn-am-bank", "dgn-am"):
+for method in ("dgn-am-anchor", "dgn-am-bank", "dgn-am"):
     report = json.loads((Path("docs/prior") / f"report-{method}.json").read_text())
     for name, r in report["runs"].items():
         d = r["diversity"]

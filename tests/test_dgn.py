@@ -170,3 +170,23 @@ def test_cli_init_image_starts_every_seed_from_that_image(tmp_path):
     assert [r["settings"]["init_image"] for r in rows] == [str(tmp_path / "start.png")] * 2
     assert rows[0]["settings"]["parameterization"]["init"] == "codes"
     assert rows[0]["activation"] == rows[1]["activation"]  # same start, deterministic steps
+
+
+def test_anchor_method_stays_bounded_near_its_start_and_reproduces(prior, target):
+    prior.bank = torch.rand(6, 16, generator=torch.Generator().manual_seed(1)) * 3  # some codes above upper
+    log: list = []
+    anchor = get_method("dgn-am-anchor")
+    assert anchor.init == "bank" and [type(o).__name__ for o in anchor.operators] == ["Anchor", "Decay"]
+    anchor = dataclasses.replace(anchor, steps=40, operators=anchor.operators + (RecordBounds(log),))
+    bank = dataclasses.replace(get_method("dgn-am-bank"), steps=40)
+    units = parse_units("fc2:0-1")
+    a, _ = synthesize(target, units, [0, 1, 2], anchor, prior=prior)
+    assert len(log) == 40 and max(log) <= 0.0  # bounded at every step although the starts are not
+    again, _ = synthesize(target, units, [0, 1, 2], anchor, prior=prior)
+    assert torch.equal(a.params, again.params)
+    b, _ = synthesize(target, units, [0, 1, 2], bank, prior=prior)
+    start = CodeParam(prior, target.input_spec, init="bank", init_std=0.0).init([0, 1, 2] * 2, torch.device("cpu"),
+                                                                              torch.float32)
+    start = torch.minimum(torch.maximum(start, prior.lower), prior.upper)
+    # the anchor keeps every code closer to its own (clipped) real start than the un-anchored run
+    assert torch.all((a.params - start).norm(dim=1) < (b.params - start).norm(dim=1))
