@@ -312,14 +312,10 @@ register(Method(
 # an anchor pulls each code 1% of the way back to its real start after every step, so the seeds of one unit stay
 # near different real images instead of meeting in one mode, and a 1-px jitter before the target keeps the images
 # from exploiting single pixels of the target network (the hand-crafted methods' transformation robustness).
-register(Method(
+register(dataclasses.replace(
+    METHODS["dgn-am-bank"],
     name="dgn-am-anchor",
     description="dgn-am-bank + an anchor toward the real start code (1% per step) + 1-px jitter: diverse seeds",
-    parameterization="code",
-    init="bank",
-    init_std=0.0,
-    steps=200,
-    step_rule=StepRule("normalized", lr=0.04, lr_end=1e-10),
     operators=(Anchor(weight=0.01), Decay(rate=0.005)),
     transforms=(Jitter(pixels=1),),
 ))
