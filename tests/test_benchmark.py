@@ -85,14 +85,51 @@ def _have_data() -> bool:
 needs_data = pytest.mark.skipif(not _have_data(), reason="Fashion-MNIST not installed")
 
 
+def _offline_wandb_env(monkeypatch, tmp_path) -> None:
+    """wandb's own folders in tmp_path, and an environment that asks for online mode: the code must force offline."""
+    pytest.importorskip("wandb")
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def _wandb_table(out) -> dict:
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, list((out / "wandb").iterdir()) if (out / "wandb").exists() else "no wandb folder"
+    assert list(runs[0].glob("run-*.wandb")), "the offline run wrote no .wandb log"
+    tables = list(runs[0].glob("files/media/table/benchmark_*.table.json"))
+    assert len(tables) == 1
+    return json.loads(tables[0].read_text())
+
+
+def test_wandb_logs_offline_without_account(tmp_path, monkeypatch):
+    from dgn_am.evaluation.cli import _log_wandb
+
+    _offline_wandb_env(monkeypatch, tmp_path)
+    results = {"settings": {"model": "m", "evaluators": ["e"]},
+               "methods": {"a": {"summary": {"transfer_mean": {"value": 0.5}, "precision": {"value": 0.25},
+                                             "coverage": {"value": 0.125}}},
+                           "broken": {"error": "RuntimeError: x", "summary": None}}}
+    run_dir = _log_wandb(results, tmp_path, quiet=True)
+    assert run_dir.name.startswith("offline-run-") and run_dir.parent == tmp_path / "wandb"
+    table = _wandb_table(tmp_path)
+    cols = table["columns"]
+    assert cols[0] == "method" and {"precision", "coverage", "fid_penult"} <= set(cols)
+    row = dict(zip(cols, table["data"][0]))
+    assert row["method"] == "a" and row["precision"] == 0.25 and row["coverage"] == 0.125
+    assert row["kid_penult"] is None and table["data"][1][0] == "broken"
+
+
 @needs_data
-def test_end_to_end_tiny(tmp_path):
+def test_end_to_end_tiny(tmp_path, monkeypatch):
     from dgn_am.cli import main
 
+    _offline_wandb_env(monkeypatch, tmp_path)
     out = tmp_path / "bench"
     rc = main(["benchmark", "--units", "fc8:0-1", "--seeds", "2", "--steps", "3",
                "--methods", "simonyan,noise,real-images", "--evaluators", "fmnist-resnet",
-               "--n-boot", "30", "--reference", "30", "--out", str(out), "--quiet"])
+               "--n-boot", "30", "--reference", "30", "--out", str(out), "--quiet", "--wandb"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res) >= {"settings", "methods", "calibration"}
@@ -106,8 +143,13 @@ def test_end_to_end_tiny(tmp_path):
         assert len(pi["activation"]) == 4
         assert all(0.0 <= p <= 1.0 for p in pi["prob"] + pi["evalprob_fmnist-resnet"])
         s = e["summary"]
-        for key in ("activation", "activation_norm", "prob", "transfer_mean", "kid_penult", "kid_early"):
+        for key in ("activation", "activation_norm", "prob", "transfer_mean", "kid_penult", "kid_early",
+                    "fid_penult", "fid_early", "fid_penult_fmnist-resnet", "precision", "density", "coverage",
+                    "precision_fmnist-resnet", "density_fmnist-resnet", "coverage_fmnist-resnet"):
             assert s[key]["lo"] <= s[key]["value"] + 1e-9 <= s[key]["hi"] + 2e-9, (name, key)
+        for key in ("precision", "coverage"):
+            assert 0.0 <= s[key]["value"] <= 1.0, (name, key)
+        assert s["precision"]["value"] == s["precision_fmnist-resnet"]["value"]  # one evaluator: mean = it
         assert e["cost"]["steps"] == (3 if name == "simonyan" else 0)
     m = res["methods"]
     assert m["simonyan"]["control"] is not None and m["real-images"]["control"] is None
@@ -115,14 +157,27 @@ def test_end_to_end_tiny(tmp_path):
     assert tr["real-images"] == max(tr.values()) and tr["noise"] == min(tr.values())
     kid_e = {k: v["summary"]["kid_penult"]["value"] for k, v in m.items()}
     assert kid_e["real-images"] == min(kid_e.values()) and kid_e["noise"] == max(kid_e.values())
-    assert set(res["calibration"]["verdicts"]) >= {"kid_penult", "kid_early", "fid_penult", "transfer_mean"}
+    cov = {k: v["summary"]["coverage"]["value"] for k, v in m.items()}
+    assert cov["noise"] == 0.0 and cov["real-images"] > 0.0
+    assert set(res["calibration"]["verdicts"]) >= {"kid_penult", "kid_early", "fid_penult", "transfer_mean",
+                                                   "precision", "density", "coverage", "precision_fmnist-resnet",
+                                                   "coverage_fmnist-resnet"}
+    assert res["calibration"]["scores"]["noise"]["precision"] == 0.0
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["simonyan", "real-images", "noise"]
     assert "transfer_mean_lo" in rows[0] and "control_transfer_mean" in rows[0]
+    assert {"precision", "precision_lo", "coverage_hi", "density", "fid_penult_lo", "fid_penult_hi"} <= set(rows[0])
+    assert all(r["fid_penult_lo"] != "" for r in rows)
     table = (out / "table.md").read_text()
     assert "Command: `dgn-am benchmark" in table and "Commit:" in table and "| noise |" in table
     assert "Calibration" in table and "3 steps" in table
+    header = next(line for line in table.splitlines() if line.startswith("| method | act"))
+    assert "| precision |" in header and "| coverage |" in header and "| diversity |" in header
+    noise_row = next(line for line in table.splitlines() if line.startswith("| noise |"))
+    assert noise_row.split(" | ")[header.split(" | ").index("FID penult")].count("[") == 1  # FID has brackets
+    assert "| precision |" in table.split("Calibration")[1]  # a calibration row for the new metrics
+    assert _wandb_table(out)["columns"][0] == "method"
     assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dgn_am.evaluation.calibration import INPUTS, calibrate
-from dgn_am.evaluation.metrics import bootstrap_ci, kid, pairwise_cosine_distance_of
+from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, kid, pairwise_cosine_distance_of
 from dgn_am.evaluation.scoring import SPACES, Evaluator, Scorer
 from dgn_am.layers import check_units, list_layers, parse_units, run
 
@@ -131,9 +131,30 @@ def _make_images(name: str, target, units, seeds, prior_fn, real, steps) -> dict
             "steps": method.steps, "settings": result.settings}
 
 
-def _summary(groups: list[np.ndarray], config: BenchmarkConfig, statistic=None) -> dict:
-    est, lo, hi = bootstrap_ci(groups, statistic=statistic, n_boot=config.n_boot, seed=config.control_seed)
+MANIFOLD = ("precision", "density", "coverage")  # k-NN manifold metrics, per unit against its class's real images
+
+
+def _summary(groups: list[np.ndarray], config: BenchmarkConfig, statistic=None, recentre: bool = False) -> dict:
+    est, lo, hi = bootstrap_ci(groups, statistic=statistic, n_boot=config.n_boot, seed=config.control_seed,
+                               recentre=recentre)
     return {"value": est, "lo": lo, "hi": hi}
+
+
+def _fid_summaries(scores: dict, groups: list[np.ndarray], config: BenchmarkConfig) -> dict:
+    """fid_SPACE_EV and fid_SPACE (mean over evaluators) with nested-bootstrap intervals; every evaluator and space
+    is scored on the same draws. A draw's reference is the reference images of the draw's class mix."""
+    evs = list(scores)
+    frechets = [scores[ev][f"frechet_{space}"] for space in SPACES for ev in evs]
+
+    def statistic(rows: np.ndarray) -> np.ndarray:
+        if len(rows) < 2:
+            return np.full(len(frechets) + len(SPACES), np.nan)
+        v = np.array([f.distance(rows) for f in frechets]).reshape(len(SPACES), len(evs))
+        return np.concatenate([v.ravel(), v.mean(1)])
+
+    est, lo, hi = bootstrap_set_ci(groups, statistic, n_boot=config.n_boot, seed=config.control_seed)
+    keys = [f"fid_{space}_{ev}" for space in SPACES for ev in evs] + [f"fid_{space}" for space in SPACES]
+    return {k: {"value": float(est[j]), "lo": float(lo[j]), "hi": float(hi[j])} for j, k in enumerate(keys)}
 
 
 def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, config) -> dict:
@@ -155,12 +176,17 @@ def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, confi
         for ev, rec in scores.items():
             ks = rec[f"kernels_{space}"]
             summary[f"kid_{space}_{ev}"] = _summary(groups, config, lambda u, i, ks=ks: ks[u].kid(i))
-            summary[f"fid_{space}_{ev}"] = {"value": rec[f"fid_{space}"], "lo": None, "hi": None}
         allk = [scores[ev][f"kernels_{space}"] for ev in scores]
         summary[f"kid_{space}"] = _summary(groups, config,
                                            lambda u, i, allk=allk: float(np.mean([ks[u].kid(i) for ks in allk])))
-        summary[f"fid_{space}"] = {"value": float(np.mean([scores[ev][f"fid_{space}"] for ev in scores])),
-                                   "lo": None, "hi": None}
+    summary.update(_fid_summaries(scores, groups, config))
+    for m in MANIFOLD:  # coverage falls when a draw repeats seeds (fewer distinct images): centre its interval
+        for ev, rec in scores.items():
+            summary[f"{m}_{ev}"] = _summary(groups, config, lambda u, i, ms=rec["manifold"], m=m:
+                                            getattr(ms[u], m)(i), recentre=m == "coverage")
+        allm = [scores[ev]["manifold"] for ev in scores]
+        summary[m] = _summary(groups, config, lambda u, i, allm=allm, m=m:
+                              float(np.mean([getattr(ms[u], m)(i) for ms in allm])), recentre=m == "coverage")
     feats = [scores[ev]["feats_penult"] for ev in scores]
     if len(groups[0]) >= 2:
         summary["diversity"] = _summary(groups, config, lambda u, i: float(np.mean(
@@ -258,7 +284,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
 
 
 CALIBRATED = {"transfer_mean": True, "kid_penult": False, "kid_early": False, "fid_penult": False,
-              "fid_early": False}
+              "fid_early": False, **{m: True for m in MANIFOLD}}  # {metric: higher is better}
 
 
 def _calibrate(real, units, groups, norm, target, scorer, config, ev_names) -> dict:
@@ -268,7 +294,8 @@ def _calibrate(real, units, groups, norm, target, scorer, config, ev_names) -> d
     groups = [np.arange(i * n, (i + 1) * n) for i in range(len(units))]
     metrics = dict(CALIBRATED)
     for ev in ev_names:
-        metrics.update({f"transfer_{ev}": True, **{f"{m}_{s}_{ev}": False for m in ("kid", "fid") for s in SPACES}})
+        metrics.update({f"transfer_{ev}": True, **{f"{m}_{s}_{ev}": False for m in ("kid", "fid") for s in SPACES},
+                        **{f"{m}_{ev}": True for m in MANIFOLD}})
     quick = BenchmarkConfig(**{**asdict(config), "n_boot": 1, "methods": tuple(config.methods),
                                "evaluators": tuple(ev_names)})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def cmd_benchmark(args) -> int:
     out = Path(args.out)
     write_outputs(results, out, command, _commit())
     if args.wandb:
-        _log_wandb(results, out)
+        _log_wandb(results, out, quiet=args.quiet)
     if not args.quiet:
         failed = [m for m, e in results["methods"].items() if e.get("error")]
         print(f"wrote results.json, results.csv, table.md, figure.png to {out}" +
@@ -62,20 +61,24 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
-def _log_wandb(results: dict, out: Path) -> None:
-    """Log the summary table to wandb in offline mode (upload later with `wandb sync`)."""
+WANDB_COLUMNS = ("transfer_mean", "kid_early", "kid_penult", "fid_penult", "precision", "coverage", "diversity")
+
+
+def _log_wandb(results: dict, out: Path, quiet: bool = False) -> Path:
+    """Log the summary table to wandb, always offline (no account or network needed; upload later with
+    `wandb sync`). Writes under out/wandb; returns the run's directory."""
     try:
         import wandb
     except ImportError:
         raise ValueError("--wandb needs the wandb package: pip install wandb (or drop --wandb)") from None
-    os.environ.setdefault("WANDB_MODE", "offline")
-    run = wandb.init(project="dgn-am-benchmark", dir=str(out), config=results["settings"], mode="offline")
-    rows = [[m] + [(e.get("summary") or {}).get(k, {}).get("value") for k in ("transfer_mean", "kid_early",
-                                                                           "kid_penult", "diversity")]
+    run = wandb.init(project="dgn-am-benchmark", dir=str(out), config=results["settings"], mode="offline",
+                     settings=wandb.Settings(silent=quiet))
+    rows = [[m] + [(e.get("summary") or {}).get(k, {}).get("value") for k in WANDB_COLUMNS]
             for m, e in results["methods"].items()]
-    run.log({"benchmark": wandb.Table(columns=["method", "transfer", "kid_early", "kid_penult", "diversity"],
-                                      data=rows)})
+    run.log({"benchmark": wandb.Table(columns=["method", *WANDB_COLUMNS], data=rows)})
+    run_dir = Path(run.dir).parent  # run.dir is the run's files/ folder
     run.finish()
+    return run_dir
 
 
 def add_commands(sub) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dgn_am.evaluation.metrics import frechet_distance, gaussian_stats, judge, poly_kernel
+from dgn_am.evaluation.metrics import ClassMixFrechet, UnitManifold, judge, knn_radii, poly_kernel
 from dgn_am.layers import run
 
 # per shipped architecture: (penultimate layer, an early conv layer) for the two feature spaces
@@ -21,6 +21,7 @@ FEATURE_LAYERS = {"fmnist-caffenet": ("fc7", "conv2"), "fmnist-caffenet-s1": ("f
                   "fmnist-resnet": ("pool", "layer1")}
 EARLY_POOL = 4  # an early conv map is average-pooled to EARLY_POOL x EARLY_POOL cells: (C * 16,) features
 SPACES = ("penult", "early")  # feature-space names used in metric keys: kid_penult, fid_early, ...
+MANIFOLD_K = 5  # neighbours that set the radius of each real image's ball (precision, density, coverage)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Scorer:
         self.labels = labels.cpu().numpy()
         self.ref = {e.name: e.embed(reference) for e in evaluators}
         self._kyy: dict[tuple[str, str, int], float] = {}
+        self._radii: dict[tuple[str, int], np.ndarray] = {}
 
     def _class_ref(self, ev: str, space: str, c: int) -> np.ndarray:
         f = self.ref[ev][space][self.labels == c]
@@ -100,11 +102,19 @@ class Scorer:
             self._kyy[key] = float((k.sum() - np.trace(k)) / (len(y) * (len(y) - 1)))
         return self._kyy[key]
 
+    def _class_radii(self, ev: str, c: int) -> np.ndarray:
+        """k-NN ball radii (M,) of the class's reference images in the evaluator's penultimate features."""
+        if (ev, c) not in self._radii:
+            self._radii[(ev, c)] = knn_radii(self._class_ref(ev, "penult", c), MANIFOLD_K)
+        return self._radii[(ev, c)]
+
     def score(self, images: torch.Tensor, classes: torch.Tensor, groups: list[np.ndarray]) -> dict:
         """Score images (N, C, H, W) made for classes (N,), seeds grouped per unit (lists of row indices).
 
         Returns {evaluator: {"correct": (N,) 0/1, "prob": (N,), "kernels_SPACE": [UnitKernels per unit],
-        "fid_SPACE": float (all images against the reference images of the same classes), "feats_penult": (N, D)}}.
+        "frechet_SPACE": ClassMixFrechet of the images against the reference images of their classes (any subset),
+        "fid_SPACE": float (all images, NaN for one image), "manifold": [UnitManifold per unit: its seeds against
+        the k-NN balls of its class's reference images, penultimate features], "feats_penult": (N, D)}}.
         """
         cls = classes.cpu().numpy()
         out: dict[str, dict] = {}
@@ -122,12 +132,14 @@ class Scorer:
                     kernels.append(UnitKernels(poly_kernel(f[g], f[g]), poly_kernel(f[g], y).mean(1),
                                                self._kyy_term(e.name, space, c)))
                 rec[f"kernels_{space}"] = kernels
-                ref_rows = np.concatenate([np.flatnonzero(self.labels == c) for c in cls])  # same class mix
-                ref = self.ref[e.name][space][np.unique(ref_rows)]
-                ref_cls = self.labels[np.unique(ref_rows)]
-                weights = np.array([np.mean(cls == c) for c in ref_cls])  # match the images' class frequencies
-                pick = np.random.default_rng(0).choice(len(ref), size=min(len(ref), 2000), p=weights / weights.sum())
-                rec[f"fid_{space}"] = frechet_distance(f, None, stats2=gaussian_stats(ref[pick])) if len(f) > 1 \
-                    else float("nan")
+                frechet = ClassMixFrechet(f, cls, {int(c): self._class_ref(e.name, space, int(c))
+                                                   for c in np.unique(cls)})
+                rec[f"frechet_{space}"] = frechet
+                rec[f"fid_{space}"] = frechet.distance() if len(f) > 1 else float("nan")
+            rec["manifold"] = []
+            for g in groups:
+                c = int(cls[g[0]])
+                rec["manifold"].append(UnitManifold.build(feats["penult"][g], self._class_ref(e.name, "penult", c),
+                                                          MANIFOLD_K, self._class_radii(e.name, c)))
             out[e.name] = rec
         return out
