@@ -4,8 +4,8 @@
     python scripts/benchmark_fmnist.py --seeds 8 --steps 200 --out /tmp/bench
 
 Runs `dgn-am benchmark` with every method of the default list that is registered (missing ones are named in
-the output), the default evaluators whose checkpoints exist, and a budget that finishes in about 15 minutes on
-2 shared CPU cores: 10 units x 4 seeds, 100 steps for every method, 500 bootstrap replicates.
+the output), the default evaluators whose checkpoints exist, and a budget that finishes in about 20 minutes on
+2 CPU cores: 10 units x 8 seeds, 100 steps for every method, 500 bootstrap replicates.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dgn_am.models.loading import SHIPPED, checkpoints_dir
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--n-boot", type=int, default=500)
     p.add_argument("--out", default="docs/benchmark")
