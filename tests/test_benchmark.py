@@ -173,7 +173,8 @@ def test_end_to_end_tiny(tmp_path, monkeypatch):
     assert "Command: `dgn-am benchmark" in table and "Commit:" in table and "| noise |" in table
     assert "Calibration" in table and "3 steps" in table
     header = next(line for line in table.splitlines() if line.startswith("| method | act"))
-    assert "| precision |" in header and "| coverage |" in header and "| diversity |" in header
+    assert "| density |" in header and "| coverage |" in header and "| diversity |" in header
+    assert "| FID early |" in header
     noise_row = next(line for line in table.splitlines() if line.startswith("| noise |"))
     assert noise_row.split(" | ")[header.split(" | ").index("FID penult")].count("[") == 1  # FID has brackets
     assert "| precision |" in table.split("Calibration")[1]  # a calibration row for the new metrics

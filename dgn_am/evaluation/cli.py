@@ -61,7 +61,8 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
-WANDB_COLUMNS = ("transfer_mean", "kid_early", "kid_penult", "fid_penult", "precision", "coverage", "diversity")
+WANDB_COLUMNS = ("transfer_mean", "kid_early", "kid_penult", "fid_penult", "fid_early", "density", "precision",
+                 "coverage", "diversity")
 
 
 def _log_wandb(results: dict, out: Path, quiet: bool = False) -> Path:

@@ -23,7 +23,8 @@ COLUMNS = [
     ("kid_penult", "KID penult", False, "{:.3f}"),
     ("kid_early", "KID early", False, "{:.3f}"),
     ("fid_penult", "FID penult", False, "{:.2f}"),
-    ("precision", "precision", True, "{:.2f}"),
+    ("fid_early", "FID early", False, "{:.2f}"),
+    ("density", "density", True, "{:.2f}"),
     ("diversity", "diversity", True, "{:.3f}"),
     ("coverage", "coverage", True, "{:.3f}"),
 ]
@@ -80,9 +81,10 @@ def to_markdown(results: dict, command: str = "", commit: str = "") -> str:
              f"code methods use prior `{st['prior']}`.  ",
              f"Brackets: 95% bootstrap intervals ({st['n_boot']} replicates, units then seeds). act/top: activation "
              f"over the unit's top activation on the {st['normalization']['images']}. KID/FID: lower is better, "
-             "mean over evaluators; `real-images` is the real-vs-real floor. precision (realism): fraction of images "
-             "inside the k-NN ball (k = 5) of at least one real image of the unit's class, in an evaluator's "
-             "penultimate features, mean over evaluators. coverage (diversity anchored to real images): fraction of "
+             "mean over evaluators; `real-images` is the real-vs-real floor. density (realism): how many of the k-NN "
+             "balls (k = 5) of the real images of the unit's class hold an image, over k, in an evaluator's "
+             "penultimate features, mean over evaluators (about 1 for real images; precision, the fraction inside "
+             "any ball, is in the JSON and CSV). coverage (diversity anchored to real images): fraction of "
              "those real images' balls that hold at least one of the unit's images; it grows with the number of "
              "seeds, so compare with `real-images` at the same count. FID and coverage intervals are centred on the "
              "estimate (a resample repeats images). diversity: mean pairwise cosine distance across seeds, not "
@@ -146,7 +148,7 @@ def draw_figure(results: dict, path: str | Path) -> None:
     names = list(images)
     metrics = [("transfer_mean", "transfer (higher better)"), ("activation_norm", "act/top (higher better)"),
                ("kid_early", "KID early (lower better)"), ("kid_penult", "KID penult (lower better)"),
-               ("precision", "precision (higher better)"), ("coverage", "coverage (higher better)"),
+               ("density", "density (higher better)"), ("coverage", "coverage (higher better)"),
                ("diversity", "diversity")]
     fig = plt.figure(figsize=(max(12, 1.6 * len(names)), 9), dpi=110)
     gs = fig.add_gridspec(2, max(len(names), len(metrics)), height_ratios=[1.6, 1])
