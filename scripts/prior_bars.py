@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--prior", default="fmnist-fc6")
     p.add_argument("--method", default="dgn-am")
     p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    p.add_argument("--tag", default="", help="suffix for the report and grid names (e.g. -s8 for another seed set)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--baseline", default="simonyan", help="hand-crafted method for the side-by-side grid")
     p.add_argument("--out", default="docs/prior")
     args = p.parse_args(argv)
     out = Path(args.out)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     prior = load_prior(args.prior)
     method = get_method(args.method).with_overrides(steps=args.steps)
     models = {n: load_model(n) for n in ("fmnist-caffenet", "fmnist-resnet")}
@@ -78,12 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     for target, judge_name in (("fmnist-caffenet", "fmnist-resnet"), ("fmnist-resnet", "fmnist-caffenet")):
         runs[f"{target}->{judge_name}"], images = run_pair(models[target], target, models[judge_name], judge_name,
                                                            method, prior, seeds, real)
-        save_image(make_grid(images, rows=10), out / f"{args.method}_{target}.png", scale=3)
+        save_image(make_grid(images, rows=10), out / f"{args.method}{args.tag}_{target}.png", scale=3)
     torch.manual_seed(0)
     random_target = load_model("fmnist-caffenet", weights="random")
     runs["sanity: random fmnist-caffenet->fmnist-resnet"], images = run_pair(
         random_target, "fmnist-caffenet", models["fmnist-resnet"], "fmnist-resnet", method, prior, seeds, real)
-    save_image(make_grid(images, rows=10), out / f"{args.method}_random-caffenet.png", scale=3)
+    save_image(make_grid(images, rows=10), out / f"{args.method}{args.tag}_random-caffenet.png", scale=3)
     base = get_method(args.baseline)
     base_result, _ = synthesize(models["fmnist-caffenet"], parse_units("fc8:0-9"), seeds, base)
     save_image(make_grid(base_result.images, rows=10), out / f"{args.baseline}_fmnist-caffenet.png", scale=3)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
               "commit": commit, "prior": prior.provenance.get("path"), "method": method.settings(),
               "seeds": seeds, "runs": runs}
     text = json.dumps(report, indent=1)
-    atomic_write(out / f"report-{args.method}.json", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / f"report-{args.method}{args.tag}.json", lambda tmp: Path(tmp).write_text(text))
     for name, r in runs.items():
         d = r["diversity"]
         print(f"{name}: top1 {r['top1']:.3f} prob {r['mean_prob']:.3f} diversity/real mean {d['mean_ratio']:.2f} "

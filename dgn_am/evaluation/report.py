@@ -148,7 +148,8 @@ def draw_figure(results: dict, path: str | Path) -> None:
     names = list(images)
     metrics = [("transfer_mean", "transfer (higher better)"), ("activation_norm", "act/top (higher better)"),
                ("kid_early", "KID early (lower better)"), ("kid_penult", "KID penult (lower better)"),
-               ("density", "density (higher better)"), ("coverage", "coverage (higher better)"),
+               ("fid_early", "FID early (lower better)"), ("density", "density (higher better)"),
+               ("coverage", "coverage (higher better)"),
                ("diversity", "diversity")]
     fig = plt.figure(figsize=(max(12, 1.6 * len(names)), 9), dpi=110)
     gs = fig.add_gridspec(2, max(len(names), len(metrics)), height_ratios=[1.6, 1])
