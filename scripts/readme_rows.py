@@ -3,10 +3,12 @@
 import json
 from pathlib import Path
 
-for method in ("dgn-am-anchor", "dgn-am-bank", "dgn-am"):
-    report = json.loads((Path("docs/prior") / f"report-{method}.json").read_text())
+for report_name in ("dgn-am-anchor", "dgn-am-anchor-s8", "dgn-am-bank", "dgn-am"):
+    report = json.loads((Path("docs/prior") / f"report-{report_name}.json").read_text())
+    seeds = report["seeds"]
+    method = f"`{report['method']['name']}` (seeds {seeds[0]}-{seeds[-1]})"
     for name, r in report["runs"].items():
         d = r["diversity"]
         name = name.replace("sanity: random ", "random ").replace("->", " -> ")
-        print(f"| `{method}` | {name} | {r['top1']:.3f} | {r['mean_prob']:.3f} | {d['mean_ratio']:.2f} / "
+        print(f"| {method} | {name} | {r['top1']:.3f} | {r['mean_prob']:.3f} | {d['mean_ratio']:.2f} / "
               f"{d['min_ratio']:.2f} |")
