@@ -207,3 +207,61 @@ def test_unknown_method_and_target_evaluator_rejected(tmp_path):
         _methods(BenchmarkConfig(methods=("no-such-method",)))
     with pytest.raises(ValueError, match="target itself"):
         _evaluators(BenchmarkConfig(evaluators=("fmnist-caffenet",)))
+
+
+# ---- evaluators of the user's own: MODEL[=WEIGHTS][@PENULT/EARLY] ----
+
+def test_parse_evaluator():
+    from dgn_am.evaluation.scoring import parse_evaluator
+
+    assert parse_evaluator("fmnist-resnet") == ("fmnist-resnet", None, None)
+    assert parse_evaluator("pkg.nets:make=/w/a.pt@fc1/conv2") == ("pkg.nets:make", "/w/a.pt", ("fc1", "conv2"))
+    assert parse_evaluator("torchvision:resnet18=random") == ("torchvision:resnet18", "random", None)
+    for bad in ("fmnist-resnet@pool", "fmnist-resnet@/layer1", "=w.pt", "fmnist-resnet="):
+        with pytest.raises(ValueError, match="bad evaluator"):
+            parse_evaluator(bad)
+
+
+def test_default_layers_pick_the_shipped_feature_layers():
+    from dgn_am.evaluation.scoring import FEATURE_LAYERS, default_layers
+    from dgn_am.models.loading import load_model
+
+    for name, layers in FEATURE_LAYERS.items():
+        assert default_layers(load_model(name, weights="random")) == layers
+
+
+def test_evaluator_from_spec_names_layers_and_weights(tmp_path):
+    from dgn_am.evaluation.scoring import Evaluator
+    from dgn_am.models.loading import checkpoints_dir
+
+    weights = checkpoints_dir() / "fmnist-caffenet-s1.safetensors"
+    e = Evaluator.from_spec(f"fmnist-caffenet-s1={weights}@fc6/conv3")
+    assert (e.name, e.penult, e.early) == ("fmnist-caffenet-s1=fmnist-caffenet-s1.safetensors", "fc6", "conv3")
+    feats = e.embed(torch.rand(3, 1, 28, 28))
+    assert feats["penult"].shape == (3, 512) and feats["early"].shape[0] == 3
+    with pytest.raises(ValueError, match="has no layer fc9; its layers: stem.0, .*, pool, fc "):
+        Evaluator.from_spec("fmnist-resnet@fc9/layer1")
+
+
+def test_benchmark_rejects_an_evaluator_with_another_input_format_or_the_target(tmp_path):
+    from dgn_am.evaluation.benchmark import BenchmarkConfig, run_benchmark
+
+    with pytest.raises(ValueError, match=r"takes 1x4x4 images, but the target makes 1x28x28"):
+        run_benchmark(BenchmarkConfig(evaluators=("fmnist-resnet", "tests.helpers:factory"), steps=1, seeds=1))
+    with pytest.raises(ValueError, match="is the target itself"):
+        run_benchmark(BenchmarkConfig(evaluators=("fmnist-resnet", "fmnist-caffenet"), steps=1, seeds=1))
+
+
+@needs_data
+def test_benchmark_with_a_user_evaluator(tmp_path):
+    from dgn_am.evaluation.benchmark import BenchmarkConfig, run_benchmark
+    from dgn_am.models.loading import checkpoints_dir
+
+    weights = checkpoints_dir() / "fmnist-caffenet-s1.safetensors"
+    res = run_benchmark(BenchmarkConfig(units="fc8:0-1", seeds=2, steps=2, methods=("simonyan",), control=False,
+                                        calibration=False, n_boot=5, reference_per_class=20,
+                                        evaluators=("fmnist-resnet", f"fmnist-caffenet-s1={weights}@fc6/conv3")))
+    name = "fmnist-caffenet-s1=fmnist-caffenet-s1.safetensors"
+    assert res["settings"]["evaluators"] == ["fmnist-resnet", name]
+    assert res["settings"]["feature_layers"][name] == {"penult": "fc6", "early": "conv3"}
+    assert f"transfer_{name}" in res["methods"]["simonyan"]["summary"]

@@ -20,7 +20,7 @@ import torch
 
 from dgn_am.evaluation.calibration import INPUTS, calibrate
 from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, kid, pairwise_cosine_distance_of
-from dgn_am.evaluation.scoring import SPACES, Evaluator, Scorer
+from dgn_am.evaluation.scoring import SPACES, Evaluator, Scorer, parse_evaluator
 from dgn_am.layers import check_units, list_layers, parse_units, run
 
 PSEUDO = ("real-images", "noise")
@@ -67,7 +67,7 @@ def _evaluators(config: BenchmarkConfig) -> list[str]:
     names = list(config.evaluators or DEFAULT_EVALUATORS.get(config.model, ()))
     if not names:
         raise ValueError(f"no default evaluators for target '{config.model}'; pass --evaluators A,B")
-    if config.model in names:
+    if any(parse_evaluator(n)[:2] == (config.model, config.weights) for n in names):
         raise ValueError(f"evaluator '{config.model}' is the target itself; an evaluator must never be used during "
                          f"optimization: pick others, e.g. --evaluators {','.join(DEFAULT_EVALUATORS['fmnist-caffenet'])}")
     return names
@@ -217,7 +217,17 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     if any(u.layer != out_layer for u in units):
         raise ValueError(f"the benchmark scores class units: use units of the output layer '{out_layer}', "
                          f"e.g. --units {out_layer}:0-9")
-    evaluators = [Evaluator.shipped(n, load_model(n, device=config.device)) for n in ev_names]
+    evaluators = [Evaluator.from_spec(n, device=config.device) for n in ev_names]
+    spec = target.input_spec
+    for e in evaluators:
+        es = e.model.input_spec
+        if (es.channels, tuple(es.size)) != (spec.channels, tuple(spec.size)):
+            raise ValueError(f"evaluator {e.name} takes {es.channels}x{es.size[0]}x{es.size[1]} images, but the target "
+                             f"makes {spec.channels}x{spec.size[0]}x{spec.size[1]}; pick evaluators with the target's "
+                             "input format")
+    ev_names = [e.name for e in evaluators]
+    if len(set(ev_names)) < len(ev_names):
+        raise ValueError(f"evaluators {', '.join(ev_names)} repeat a name; give each its own model or weights file")
     x, y = load_fashion_mnist("test", config.data_dir)
     classes = [u.index for u in units]
     n_cal = max(config.seeds, CALIBRATION_PER_CLASS)

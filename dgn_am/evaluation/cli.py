@@ -98,8 +98,9 @@ def add_commands(sub) -> None:
     p.add_argument("--seeds", type=int, default=8, help="seeds per unit (default: %(default)s)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
     p.add_argument("--steps", type=int, default=200, help="optimization steps for every method (default: %(default)s)")
-    p.add_argument("--evaluators", default=None, help="comma-separated judge networks, never the target "
-                   "(default for fmnist-caffenet: fmnist-resnet,fmnist-caffenet-s1)")
+    p.add_argument("--evaluators", default=None, help="comma-separated judge networks, never the target, each "
+                   "MODEL[=WEIGHTS][@PENULT/EARLY] (MODEL as for --model; layers default to the shipped ones or are "
+                   "picked from the model) (default for fmnist-caffenet: fmnist-resnet,fmnist-caffenet-s1)")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
     p.add_argument("--reference", type=int, default=200, help="real images per class for realism (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="normalize activations over the first N training "

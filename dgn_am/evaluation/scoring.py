@@ -8,6 +8,7 @@ class classes[n]; `groups` lists, per unit, the row indices of its seeds. Return
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,43 @@ FEATURE_LAYERS = {"fmnist-caffenet": ("fc7", "conv2"), "fmnist-caffenet-s1": ("f
 EARLY_POOL = 4  # an early conv map is average-pooled to EARLY_POOL x EARLY_POOL cells: (C * 16,) features
 SPACES = ("penult", "early")  # feature-space names used in metric keys: kid_penult, fid_early, ...
 MANIFOLD_K = 5  # neighbours that set the radius of each real image's ball (precision, density, coverage)
+
+
+def parse_evaluator(text: str) -> tuple[str, str | None, tuple[str, str] | None]:
+    """'MODEL[=WEIGHTS][@PENULT/EARLY]' -> (model spec, weights or None, (penult, early) or None).
+
+    MODEL is anything load_model takes (a shipped name, torchvision:NAME, package.module:factory); WEIGHTS a file
+    (or "random"); PENULT/EARLY the layers of the two feature spaces, e.g. fc7/conv2."""
+    rest, at, layer_text = text.strip().rpartition("@") if "@" in text else (text.strip(), "", "")
+    spec, eq, weights = rest.partition("=")
+    layers = None
+    if at:
+        penult, slash, early = layer_text.partition("/")
+        if not (penult and slash and early):
+            raise ValueError(f"bad evaluator '{text}': layers go as MODEL@PENULT/EARLY, e.g. fmnist-resnet@pool/layer1")
+        layers = (penult, early)
+    if not spec or (eq and not weights):
+        raise ValueError(f"bad evaluator '{text}': use MODEL[=WEIGHTS][@PENULT/EARLY], e.g. "
+                         "fmnist-caffenet-s1=my_weights.safetensors or mypkg.nets:make_net@fc1/conv2")
+    return spec, (weights or None), layers
+
+
+PASS_ON = ("Identity", "Flatten")  # module types that pass their input on unchanged (besides dropout in eval mode)
+
+
+def default_layers(model: torch.nn.Module) -> tuple[str, str]:
+    """(penultimate, early) layers of a model with no known ones: the module that runs just before the last one
+    (skipping dropout, identity and flatten modules, which only pass it on), and, among the top-level modules with a (C, H, W) output, the one a third of the way in (for the shipped
+    networks this picks their own FEATURE_LAYERS)."""
+    from dgn_am.layers import list_layers
+
+    layers = list_layers(model)
+    maps = [n for n, _, shape in layers if "." not in n and len(shape) == 3]
+    before_last = [n for n, kind, _ in layers[:-1] if not kind.startswith("Dropout") and kind not in PASS_ON]
+    if not before_last or not maps:
+        raise ValueError("cannot pick feature layers for this evaluator (it needs a module before its last one and "
+                         "a top-level conv map); name them: MODEL@PENULT/EARLY")
+    return before_last[-1], maps[len(maps) // 3]
 
 
 @dataclass
@@ -39,6 +77,25 @@ class Evaluator:
         if arch is None:
             raise ValueError(f"no feature layers known for evaluator '{name}'; shipped: {', '.join(FEATURE_LAYERS)}")
         return cls(name, model, *FEATURE_LAYERS[arch])
+
+    @classmethod
+    def from_spec(cls, text: str, device: str = "cpu") -> "Evaluator":
+        """An evaluator from 'MODEL[=WEIGHTS][@PENULT/EARLY]' (parse_evaluator), loaded with load_model. Layers:
+        as given, else the shipped architecture's FEATURE_LAYERS, else default_layers(model). Its name is MODEL,
+        plus '=' and the weights file's name when weights are given."""
+        from dgn_am.layers import list_layers
+        from dgn_am.models.loading import load_model
+
+        spec, weights, layers = parse_evaluator(text)
+        model = load_model(spec, weights, device=device)
+        layers = layers or FEATURE_LAYERS.get(spec) or default_layers(model)
+        known = [n for n, _, _ in list_layers(model)]
+        missing = [n for n in layers if n not in known]
+        if missing:
+            raise ValueError(f"evaluator '{text}' has no layer {', '.join(missing)}; its layers: {', '.join(known)} "
+                             "(`dgn-am layers --model MODEL --all`)")
+        name = spec if weights is None else f"{spec}={Path(weights).name}"
+        return cls(name, model, *layers)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch: int = 500) -> dict[str, np.ndarray]:
