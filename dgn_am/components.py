@@ -17,14 +17,15 @@ from typing import Any
 from dgn_am.engine import StepRule
 from dgn_am.methods import Method
 from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
-                                 TotalVariation)
+                                 StopAt, TotalVariation)
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 # kind -> short name -> class; Method field that holds each kind
 COMPONENTS: dict[str, dict[str, type]] = {
     "penalty": {"l2": L2Penalty, "alpha": AlphaNorm, "tv": TotalVariation},
     "operator": {"decay": Decay, "blur": GaussianBlur, "normclip": NormClip, "contribclip": ContributionClip,
-                 "centrebias": CentreBias, "anchor": Anchor},
+                 "centrebias": CentreBias, "anchor": Anchor,
+                 "stopat": StopAt},
     "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate},
 }
 FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}

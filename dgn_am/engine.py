@@ -50,6 +50,7 @@ class StepContext:
     # images are read as k blocks of B rows, row n scored with item (n % B)'s objective (one forward pass).
     score: Callable[[torch.Tensor], torch.Tensor]
     start: torch.Tensor | None = None  # p as initialized, before the first step, (B, ...)
+    memo: dict = field(default_factory=dict)  # one dict per run, kept across steps: operators' state
 
 
 class Operator(Protocol):
@@ -157,6 +158,7 @@ def maximize(
     gen = torch.Generator().manual_seed(run_seed(seeds))
     p = param.init(seeds, device, dtype).requires_grad_(True)
     start = p.detach().clone()
+    memo: dict = {}
     opt = None
     if step_rule.kind == "adam":
         opt = torch.optim.Adam([p], lr=step_rule.lr)
@@ -192,7 +194,7 @@ def maximize(
             else:
                 p.add_(grad, alpha=lr)
             param.project(p)
-            ctx = StepContext(i, steps, grad, param, score_fn, start)
+            ctx = StepContext(i, steps, grad, param, score_fn, start, memo)
             for op in operators:
                 op(p, ctx)
         history[i] = score.detach().float().cpu()

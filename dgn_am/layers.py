@@ -171,6 +171,20 @@ def check_units(model: nn.Module, units: list[Unit]) -> dict[str, tuple]:
     return shapes
 
 
+def read_layer(act: torch.Tensor, unit: Unit) -> torch.Tensor:
+    """Every channel of unit's layer read the way unit is read: (B, C) from act (B, C) or (B, C, H, W); column
+    unit.index is read_units(act, [unit] * B)."""
+    if act.dim() == 2:
+        return act
+    if act.dim() != 4:
+        raise ValueError(f"layer output of shape {tuple(act.shape)} is neither (B, C) nor (B, C, H, W)")
+    if unit.spatial == "mean":
+        return act.mean((2, 3))
+    h, w = act.shape[2:]
+    y, x = unit.spatial if isinstance(unit.spatial, tuple) else (h // 2, w // 2)
+    return act[:, :, y, x]
+
+
 def read_units(act: torch.Tensor, units: list[Unit]) -> torch.Tensor:
     """act: (B, C) or (B, C, H, W) for one layer; units: B units of that layer -> (B,) activations."""
     b = torch.arange(act.shape[0], device=act.device)

@@ -108,6 +108,51 @@ class Anchor:
 
 
 @dataclass(frozen=True)
+class StopAt:
+    """Stop each item once it is about as strong as the prior's real images: after every step, an item whose
+    objective has reached `fraction` times the highest objective any image of the prior's code bank reaches for
+    that item's unit is put back where it was before the step.
+
+    Seeds started from different real images then stop near them instead of all climbing into the unit's mode
+    (dgn-am-class). The reference is computed once per run from ctx.param.prior.bank (a code parameterization);
+    the first step is never undone.
+    """
+
+    fraction: float = 0.9  # of the best bank image's objective
+
+    def __post_init__(self) -> None:
+        if self.fraction <= 0:
+            raise ValueError(f"StopAt fraction must be > 0, got {self.fraction}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        memo = ctx.memo.setdefault(("StopAt", id(self)), {})
+        if "reference" not in memo:
+            memo["reference"] = bank_reference(ctx)
+        else:
+            with torch.no_grad():
+                done = ctx.score(ctx.param.to_image(p)) >= self.fraction * memo["reference"]
+            p[done] = memo["previous"][done]
+        memo["previous"] = p.detach().clone()
+
+
+@torch.no_grad()
+def bank_reference(ctx, chunk: int = 16) -> torch.Tensor:
+    """(B,): for every item, the highest objective over the images of the prior's code bank."""
+    bank = getattr(getattr(ctx.param, "prior", None), "bank", None)
+    if bank is None or len(bank) == 0:
+        raise ValueError("StopAt needs a code parameterization whose prior file holds a code bank (code_bank); "
+                         "use it with a dgn-am method and a prior from dgn-am train-prior or code-stats")
+    batch = ctx.start.shape[0]
+    best = None
+    for lo in range(0, len(bank), chunk):
+        images = ctx.param.to_image(bank[lo: lo + chunk])  # (k, C, H, W)
+        k = len(images)
+        scores = ctx.score(images.repeat_interleave(batch, 0)).view(k, batch).max(0).values
+        best = scores if best is None else torch.maximum(best, scores)
+    return best
+
+
+@dataclass(frozen=True)
 class GaussianBlur:
     """Blur p with a Gaussian of std `width` pixels after steps 0, every, 2 * every, ... (theta_b_width/every)."""
 

@@ -103,6 +103,8 @@ class CodeParam(Parameterization):
     init "stats": h ~ N(mean, (init_std * std)^2) of the real codes, so the start looks like a real code;
     init "bank": the code of a real training image picked by the seed (the reference's start from E(x)), plus
     N(0, (init_std * std)^2) noise; the prior file stores a bank of such codes;
+    init "bank-unit": a bank code chosen for the item's unit (dgn_am.methods.unit_bank_starts, which synthesize()
+    puts into `starts`), plus the same noise;
     a tensor (code_dim,) or (B, code_dim) starts from given codes (e.g. the code of a real image).
     project() clips h into [lower, upper] per unit (post-ReLU codes: [0, mean + k * std]).
     """
@@ -112,6 +114,7 @@ class CodeParam(Parameterization):
     def __init__(self, prior, target_spec, init: Init = "randn", init_std: float = 1.0, clip: bool = True) -> None:
         self.prior, self.target_spec = prior, target_spec
         self.init_mode, self.init_std, self.clip = init, init_std, clip
+        self.starts: torch.Tensor | None = None  # (B, code_dim) for init "bank-unit"
 
     def init(self, seeds: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         d = self.prior.code_dim
@@ -131,8 +134,15 @@ class CodeParam(Parameterization):
             picks = [int(torch.randint(len(bank), (1,), generator=torch.Generator().manual_seed(int(s)))) for s in seeds]
             noise = seeded_normal([s + 1_000_003 for s in seeds], (d,), self.init_std) * self.prior.std.cpu()
             h = bank.cpu()[picks] + noise
+        elif self.init_mode == "bank-unit":
+            if self.starts is None or len(self.starts) != len(seeds):
+                raise ValueError("init 'bank-unit' picks each item's start for its unit: run the method through "
+                                 "dgn_am.synthesize (or set CodeParam.starts to one code per item)")
+            noise = seeded_normal([s + 1_000_003 for s in seeds], (d,), self.init_std) * self.prior.std.cpu()
+            h = self.starts.float().cpu() + noise
         else:
-            raise ValueError(f"unknown code init '{self.init_mode}'; use 'randn', 'stats', 'bank' or a code tensor")
+            raise ValueError(f"unknown code init '{self.init_mode}'; use 'randn', 'stats', 'bank', 'bank-unit' or a "
+                             "code tensor")
         return h.to(device=device, dtype=dtype)
 
     def to_image(self, p: torch.Tensor) -> torch.Tensor:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, gaussian_blur
+from dgn_am.operators import (Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt,
+                              gaussian_blur)
 
 __all__ = ["AlphaNorm", "Anchor", "CentreBias", "ContributionClip", "Decay", "GaussianBlur", "L2Penalty", "NormClip",
-           "TotalVariation", "gaussian_blur"]
+           "StopAt", "TotalVariation", "gaussian_blur"]
 
 
 def _pixels(x: torch.Tensor, p: torch.Tensor, centre: float | None, who: str) -> torch.Tensor:

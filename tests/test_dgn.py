@@ -190,3 +190,101 @@ def test_anchor_method_stays_bounded_near_its_start_and_reproduces(prior, target
     start = torch.minimum(torch.maximum(start, prior.lower), prior.upper)
     # the anchor keeps every code closer to its own (clipped) real start than the un-anchored run
     assert torch.all((a.params - start).norm(dim=1) < (b.params - start).norm(dim=1))
+
+
+# ---- dgn-am-class: starts the unit wins, stopped at a fraction of the best bank image ----
+
+def _bank_prior(prior):
+    prior.bank = torch.rand(40, 16, generator=torch.Generator().manual_seed(2)) * 1.5
+    return prior
+
+
+def test_unit_bank_starts_pick_the_images_the_unit_wins(prior, target):
+    from dgn_am.layers import read_layer, run
+    from dgn_am.methods import unit_bank_starts
+
+    prior = _bank_prior(prior)
+    with torch.no_grad():
+        logits = run(target, prior.image(prior.bank, target.input_spec), ["fc2"])["fc2"]
+    wins = {c: set((logits.argmax(1) == c).nonzero().flatten().tolist()) for c in range(3)}
+    units = parse_units("fc2:0-2")
+    items = [(u, s) for u in units for s in range(4)]
+    starts = unit_bank_starts(target, items, prior, min_candidates=2)
+    rows = [int((prior.bank == h).all(1).nonzero()) for h in starts]  # which bank code each start is
+    for (u, s), row in zip(items, rows):
+        if len(wins[u.index]) >= 2:
+            assert row in wins[u.index]
+        else:  # too few wins: the unit's most active bank images
+            assert row in set(logits[:, u.index].topk(max(2, 4)).indices.tolist())
+    # a seed's start depends on its unit and itself only, and seeds spread over distinct candidates
+    alone = unit_bank_starts(target, [(units[1], 3)], prior, min_candidates=2)
+    assert torch.equal(alone[0], starts[items.index((units[1], 3))])
+    for u in units:
+        picked = [rows[i] for i, (v, _) in enumerate(items) if v == u]
+        n = len(wins[u.index]) if len(wins[u.index]) >= 2 else 4
+        assert len(set(picked)) == min(4, n)
+    # read_layer reads a conv layer the way the unit is read
+    conv = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    assert torch.equal(read_layer(conv, parse_units("c:1@1,2")[0]), conv[:, :, 1, 2])
+    assert torch.equal(read_layer(conv, parse_units("c:1@mean")[0]), conv.mean((2, 3)))
+    assert torch.equal(read_layer(conv, parse_units("c:1")[0]), conv[:, :, 2, 2])
+
+
+def test_stop_at_undoes_steps_past_the_bank_reference(prior, target):
+    from types import SimpleNamespace
+
+    from dgn_am.regularizers import StopAt
+
+    prior = _bank_prior(prior)
+    param = CodeParam(prior, target.input_spec)
+    scores = iter([torch.tensor([5.0, 0.9])])
+    bank_best = torch.tensor([4.0, 2.0])
+    ctx = SimpleNamespace(memo={}, param=param, start=torch.zeros(2, 16),
+                          score=lambda images: next(scores) if len(images) == 2 else None)
+    stop = StopAt(fraction=0.5)
+    p0 = torch.full((2, 16), 0.1)
+    ctx.memo[("StopAt", id(stop))] = {"reference": bank_best, "previous": p0.clone()}  # as after the first step
+    p1 = torch.full((2, 16), 0.3)
+    stop(p1, ctx)  # item 0: 5 >= 0.5 * 4, undone; item 1: 0.9 < 0.5 * 2, kept
+    assert torch.equal(p1[0], p0[0]) and torch.equal(p1[1], torch.full((16,), 0.3))
+    with pytest.raises(ValueError, match="> 0"):
+        StopAt(fraction=0.0)
+
+
+def test_bank_reference_is_the_best_bank_image_per_item(prior, target):
+    from types import SimpleNamespace
+
+    from dgn_am.objectives import UnitObjective
+    from dgn_am.operators import bank_reference
+
+    prior = _bank_prior(prior)
+    units = parse_units("fc2:0-2")
+    objective = UnitObjective(units)
+    param = CodeParam(prior, target.input_spec)
+
+    def score(x):
+        blocks = [objective({"fc2": target(x[i: i + 3])}) for i in range(0, len(x), 3)]
+        return torch.cat(blocks)
+
+    ref = bank_reference(SimpleNamespace(param=param, start=torch.zeros(3, 16), score=score), chunk=7)
+    with torch.no_grad():
+        logits = target(prior.image(prior.bank, target.input_spec))
+    torch.testing.assert_close(ref, logits.max(0).values)
+    prior.bank = None
+    with pytest.raises(ValueError, match="code bank"):
+        bank_reference(SimpleNamespace(param=param, start=torch.zeros(3, 16), score=score))
+
+
+def test_class_method_runs_bounded_and_reproducible(prior, target):
+    prior = _bank_prior(prior)
+    log: list = []
+    method = get_method("dgn-am-class")
+    method = dataclasses.replace(method, steps=15, operators=method.operators + (RecordBounds(log),))
+    units = parse_units("fc2:0-2")
+    a, _ = synthesize(target, units, [0, 1], method, prior=prior)
+    assert len(log) == 15 and max(log) <= 0.0  # in bounds after every step, StopAt's undoing included
+    b, _ = synthesize(target, units, [0, 1], method, prior=prior)
+    assert torch.equal(a.params, b.params)
+    assert a.settings["parameterization"]["init"] == "bank-unit"
+    with pytest.raises(ValueError, match="synthesize"):
+        CodeParam(prior, target.input_spec, init="bank-unit").init([0], torch.device("cpu"), torch.float32)
