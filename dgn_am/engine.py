@@ -51,6 +51,8 @@ class StepContext:
     score: Callable[[torch.Tensor], torch.Tensor]
     start: torch.Tensor | None = None  # p as initialized, before the first step, (B, ...)
     memo: dict = field(default_factory=dict)  # one dict per run, kept across steps: operators' state
+    # images (N, C, H, W) -> (N, B): every image scored with every item's objective, the model run once per image
+    score_each: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 class Operator(Protocol):
@@ -108,6 +110,13 @@ def centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return x[..., top: top + h, left: left + w]
 
 
+def check_samples(samples: int, transforms: Sequence, who: str = "maximize") -> None:
+    """samples (transformed copies scored per step) must be >= 1, and > 1 only with transforms to draw them from."""
+    if samples < 1 or (samples > 1 and not transforms):
+        raise ValueError(f"{who}: samples must be >= 1, and > 1 only with transforms to draw copies from; got "
+                         f"samples={samples} with {len(transforms)} transforms")
+
+
 def run_seed(seeds: Sequence[int]) -> int:
     """One number from all item seeds, for the run's transform generator."""
     h = 0
@@ -137,9 +146,7 @@ def maximize(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if samples < 1 or (samples > 1 and not transforms):
-        raise ValueError(f"samples must be >= 1, and > 1 only with transforms to draw copies from; got {samples} "
-                         f"with {len(transforms)} transforms")
+    check_samples(samples, transforms)
     ref = next(model.parameters(), None)
     device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
     layers = list(objective.layers)
@@ -154,6 +161,13 @@ def maximize(
             return objective(acts)
         return torch.cat([objective({k: v[lo: lo + batch] for k, v in acts.items()})
                           for lo in range(0, x.shape[0], batch)])
+
+    def score_each(x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) -> (N, B): image n scored with every item's objective (the objective reads row b of its
+        input as item b's), from one forward pass over the N images."""
+        acts = run(model, x, layers)
+        return torch.stack([objective({k: v[n: n + 1].expand(batch, *v.shape[1:]) for k, v in acts.items()})
+                            for n in range(x.shape[0])])
 
     gen = torch.Generator().manual_seed(run_seed(seeds))
     p = param.init(seeds, device, dtype).requires_grad_(True)
@@ -194,7 +208,7 @@ def maximize(
             else:
                 p.add_(grad, alpha=lr)
             param.project(p)
-            ctx = StepContext(i, steps, grad, param, score_fn, start, memo)
+            ctx = StepContext(i, steps, grad, param, score_fn, start, memo, score_each)
             for op in operators:
                 op(p, ctx)
         history[i] = score.detach().float().cpu()

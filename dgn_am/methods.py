@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dgn_am.engine import Result, StepRule, maximize
+from dgn_am.engine import Result, StepRule, check_samples, maximize
 from dgn_am.layers import Unit, check_units, read_layer, run
 from dgn_am.objectives import UnitObjective
 from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
@@ -41,9 +41,7 @@ class Method:
     reference_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.samples < 1 or (self.samples > 1 and not self.transforms):
-            raise ValueError(f"method {self.name}: samples must be >= 1, and > 1 only with transforms to draw copies "
-                             f"from; got samples={self.samples} with {len(self.transforms)} transforms")
+        check_samples(self.samples, self.transforms, f"method {self.name}")
 
     def settings(self) -> dict:
         """Everything needed to rebuild this method, as JSON-ready data."""
@@ -119,6 +117,11 @@ METHODS: dict[str, Method] = {}
 def register(method: Method) -> Method:
     METHODS[method.name] = method
     return method
+
+
+def register_variant(base: str, name: str, description: str, **changes: Any) -> Method:
+    """Register registered method `base` with some fields changed, under a new name."""
+    return register(dataclasses.replace(METHODS[base], name=name, description=description, **changes))
 
 
 # ---- Hand-crafted baselines (docs/baselines.md). Spatial settings are for `reference_size`-pixel images. ----
@@ -348,20 +351,14 @@ register(Method(
 # an anchor pulls each code 1% of the way back to its real start after every step, so the seeds of one unit stay
 # near different real images instead of meeting in one mode, and a 1-px jitter before the target keeps the images
 # from exploiting single pixels of the target network (the hand-crafted methods' transformation robustness).
-register(dataclasses.replace(
-    METHODS["dgn-am-bank"],
-    name="dgn-am-anchor",
-    description="dgn-am-bank + an anchor toward the real start code (1% per step) + 1-px jitter: diverse seeds",
-    operators=(Anchor(weight=0.01), Decay(rate=0.005)),
-    transforms=(Jitter(pixels=1),),
-))
+register_variant(
+    "dgn-am-bank", "dgn-am-anchor",
+    "dgn-am-bank + an anchor toward the real start code (1% per step) + 1-px jitter: diverse seeds",
+    operators=(Anchor(weight=0.01), Decay(rate=0.005)), transforms=(Jitter(pixels=1),))
 # dgn-am-anchor started from real images the target itself puts in the unit's class, and stopped once as strong
 # as the prior's best real image (90%): each seed stays a different real-looking member of the class instead of
 # climbing into the unit's one mode, which in a judge's penultimate features is where seeds become alike.
-register(dataclasses.replace(
-    METHODS["dgn-am-anchor"],
-    name="dgn-am-class",
-    description="dgn-am-anchor from bank images the unit wins (its class), stopped at 90% of the best bank image",
-    init="bank-unit",
-    operators=(Anchor(weight=0.01), Decay(rate=0.005), StopAt(fraction=0.9)),
-))
+register_variant(
+    "dgn-am-anchor", "dgn-am-class",
+    "dgn-am-anchor from bank images the unit wins (its class), stopped at 90% of the best bank image",
+    init="bank-unit", operators=(Anchor(weight=0.01), Decay(rate=0.005), StopAt(fraction=0.9)))

@@ -136,20 +136,15 @@ class StopAt:
 
 
 @torch.no_grad()
-def bank_reference(ctx, chunk: int = 16) -> torch.Tensor:
-    """(B,): for every item, the highest objective over the images of the prior's code bank."""
+def bank_reference(ctx, chunk: int = 64) -> torch.Tensor:
+    """(B,): for every item, the highest objective over the images of the prior's code bank (ctx.score_each: one
+    forward pass per bank image, in chunks)."""
     bank = getattr(getattr(ctx.param, "prior", None), "bank", None)
     if bank is None or len(bank) == 0:
         raise ValueError("StopAt needs a code parameterization whose prior file holds a code bank (code_bank); "
                          "use it with a dgn-am method and a prior from dgn-am train-prior or code-stats")
-    batch = ctx.start.shape[0]
-    best = None
-    for lo in range(0, len(bank), chunk):
-        images = ctx.param.to_image(bank[lo: lo + chunk])  # (k, C, H, W)
-        k = len(images)
-        scores = ctx.score(images.repeat_interleave(batch, 0)).view(k, batch).max(0).values
-        best = scores if best is None else torch.maximum(best, scores)
-    return best
+    return torch.cat([ctx.score_each(ctx.param.to_image(bank[lo: lo + chunk]))
+                      for lo in range(0, len(bank), chunk)]).max(0).values
 
 
 @dataclass(frozen=True)

@@ -132,18 +132,22 @@ class CodeParam(Parameterization):
             if bank is None or len(bank) == 0:
                 raise ValueError("init 'bank' needs a prior file with a code bank (code_bank); this one has none")
             picks = [int(torch.randint(len(bank), (1,), generator=torch.Generator().manual_seed(int(s)))) for s in seeds]
-            noise = seeded_normal([s + 1_000_003 for s in seeds], (d,), self.init_std) * self.prior.std.cpu()
-            h = bank.cpu()[picks] + noise
+            h = bank.cpu()[picks] + self._start_noise(seeds)
         elif self.init_mode == "bank-unit":
             if self.starts is None or len(self.starts) != len(seeds):
                 raise ValueError("init 'bank-unit' picks each item's start for its unit: run the method through "
                                  "dgn_am.synthesize (or set CodeParam.starts to one code per item)")
-            noise = seeded_normal([s + 1_000_003 for s in seeds], (d,), self.init_std) * self.prior.std.cpu()
-            h = self.starts.float().cpu() + noise
+            h = self.starts.float().cpu() + self._start_noise(seeds)
         else:
             raise ValueError(f"unknown code init '{self.init_mode}'; use 'randn', 'stats', 'bank', 'bank-unit' or a "
                              "code tensor")
         return h.to(device=device, dtype=dtype)
+
+    def _start_noise(self, seeds: Sequence[int]) -> torch.Tensor:
+        """N(0, (init_std * std)^2) per item from its seed, added to a bank start (its own stream, apart from the
+        seed's pick)."""
+        noise = seeded_normal([s + 1_000_003 for s in seeds], (self.prior.code_dim,), self.init_std)
+        return noise * self.prior.std.cpu()
 
     def to_image(self, p: torch.Tensor) -> torch.Tensor:
         return self.prior.image(p, self.target_spec)

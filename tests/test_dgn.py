@@ -262,17 +262,16 @@ def test_bank_reference_is_the_best_bank_image_per_item(prior, target):
     objective = UnitObjective(units)
     param = CodeParam(prior, target.input_spec)
 
-    def score(x):
-        blocks = [objective({"fc2": target(x[i: i + 3])}) for i in range(0, len(x), 3)]
-        return torch.cat(blocks)
+    def score_each(x):  # every image against every item's objective, as the engine's ctx.score_each
+        return torch.stack([objective({"fc2": target(x[n: n + 1]).expand(3, -1)}) for n in range(len(x))])
 
-    ref = bank_reference(SimpleNamespace(param=param, start=torch.zeros(3, 16), score=score), chunk=7)
+    ref = bank_reference(SimpleNamespace(param=param, score_each=score_each), chunk=7)
     with torch.no_grad():
         logits = target(prior.image(prior.bank, target.input_spec))
     torch.testing.assert_close(ref, logits.max(0).values)
     prior.bank = None
     with pytest.raises(ValueError, match="code bank"):
-        bank_reference(SimpleNamespace(param=param, start=torch.zeros(3, 16), score=score))
+        bank_reference(SimpleNamespace(param=param, score_each=score_each))
 
 
 def test_class_method_runs_bounded_and_reproducible(prior, target):

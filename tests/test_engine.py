@@ -264,3 +264,20 @@ def test_samples_one_is_the_plain_loop(caffenet):
     c, _ = synthesize(caffenet, parse_units("fc8:1"), [0], dataclasses.replace(method, samples=3))
     assert torch.equal(a.images, b.images)
     assert not torch.equal(a.images, c.images)
+
+
+def test_score_each_matches_score_on_repeated_images(caffenet):
+    """ctx.score_each(x)[n, b] is item b's objective on image n, as ctx.score gives it for x[n] in every row."""
+    seen = {}
+
+    def grab(p, ctx):
+        if ctx.step == 0:
+            x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+            seen["each"] = ctx.score_each(x)
+            seen["score"] = torch.stack([ctx.score(x[n: n + 1].expand(3, -1, -1, -1)) for n in range(4)])
+
+    units = [Unit("fc8", 1, None), Unit("conv3", 5, "mean"), Unit("conv2", 0, (2, 3))]
+    param = PixelParam((1, 28, 28), centre=caffenet.input_spec.mean, init="randn", init_std=0.1)
+    maximize(caffenet, UnitObjective(units), param, [0, 1, 2], 1, StepRule("sgd", lr=0.0), operators=(grab,))
+    assert seen["each"].shape == (4, 3)
+    torch.testing.assert_close(seen["each"], seen["score"], rtol=1e-5, atol=1e-5)

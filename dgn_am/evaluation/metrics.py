@@ -59,36 +59,24 @@ def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2:
     return max(d, 0.0)
 
 
-def frechet_distance(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray,
-                     stats2: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+def frechet_distance(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets f1 (N1, D), f2 (N2, D), N >= 2.
 
     When N1 <= D the trace term is computed from the small (N1, N1) matrix A cov2 A^T / (N1 - 1), A = f1 - mean,
-    which has the same non-zero eigenvalues as cov1 cov2 (cheap for few synthesized images in a wide space).
-    stats2: a precomputed (mean (D,), cov (D, D)) of f2, reused across calls."""
+    which has the same non-zero eigenvalues as cov1 cov2 (cheap for few synthesized images in a wide space). The
+    benchmark uses ClassMixFrechet; this is its reference for two plain feature sets."""
     a = np.asarray(f1, dtype=np.float64)
     if len(a) < 2:
         raise ValueError("the Frechet distance needs at least two images in each set")
     mu1, a = _center(a)
-    if stats2 is None:
-        b = np.asarray(f2, dtype=np.float64)
-        mu2, bc = _center(b)
-        cov2 = bc.T @ bc / (len(b) - 1)
-    else:
-        mu2, cov2 = stats2
+    mu2, bc = _center(np.asarray(f2, dtype=np.float64))
+    cov2 = bc.T @ bc / (len(bc) - 1)
     if len(a) > a.shape[1]:
         return frechet_from_stats(mu1, a.T @ a / (len(a) - 1), mu2, cov2)
     cross = np.linalg.eigvalsh(a @ cov2 @ a.T / (len(a) - 1))  # (N1,) = non-zero eigenvalues of cov1 cov2
     tr1 = float((a ** 2).sum() / (len(a) - 1))
     d = float(((mu1 - mu2) ** 2).sum() + tr1 + np.trace(cov2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
     return max(d, 0.0)
-
-
-def gaussian_stats(f: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (D,), covariance (D, D)) of features (N, D), float64."""
-    b = np.asarray(f, dtype=np.float64)
-    mu, bc = _center(b)
-    return mu, bc.T @ bc / (len(b) - 1)
 
 
 class ClassMixFrechet:

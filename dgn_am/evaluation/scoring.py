@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dgn_am.evaluation.metrics import ClassMixFrechet, UnitManifold, judge, knn_radii, poly_kernel
-from dgn_am.layers import run
+from dgn_am.layers import list_layers, run
 
 # per shipped architecture: (penultimate layer, an early conv layer) for the two feature spaces
 FEATURE_LAYERS = {"fmnist-caffenet": ("fc7", "conv2"), "fmnist-caffenet-s1": ("fc7", "conv2"),
@@ -49,10 +49,9 @@ PASS_ON = ("Identity", "Flatten")  # module types that pass their input on uncha
 
 def default_layers(model: torch.nn.Module) -> tuple[str, str]:
     """(penultimate, early) layers of a model with no known ones: the module that runs just before the last one
-    (skipping dropout, identity and flatten modules, which only pass it on), and, among the top-level modules with a (C, H, W) output, the one a third of the way in (for the shipped
-    networks this picks their own FEATURE_LAYERS)."""
-    from dgn_am.layers import list_layers
-
+    (skipping dropout, identity and flatten modules, which only pass it on), and, among the top-level modules with
+    a (C, H, W) output, the one a third of the way in (for the shipped networks this picks their own
+    FEATURE_LAYERS)."""
     layers = list_layers(model)
     maps = [n for n, _, shape in layers if "." not in n and len(shape) == 3]
     before_last = [n for n, kind, _ in layers[:-1] if not kind.startswith("Dropout") and kind not in PASS_ON]
@@ -66,24 +65,16 @@ def default_layers(model: torch.nn.Module) -> tuple[str, str]:
 class Evaluator:
     """An independent classifier that judges images; never used during optimization."""
 
-    name: str  # shipped model name (or any label)
+    name: str  # the model spec, plus "=WEIGHTS-FILE-NAME" when weights were given (or any label)
     model: torch.nn.Module  # eval mode, takes (B, C, H, W) in [0, 1]
     penult: str  # penultimate layer: realism and diversity features
     early: str  # an early conv layer, pooled to EARLY_POOL x EARLY_POOL: a second, low-level feature space
-
-    @classmethod
-    def shipped(cls, name: str, model: torch.nn.Module) -> "Evaluator":
-        arch = name if name in FEATURE_LAYERS else None
-        if arch is None:
-            raise ValueError(f"no feature layers known for evaluator '{name}'; shipped: {', '.join(FEATURE_LAYERS)}")
-        return cls(name, model, *FEATURE_LAYERS[arch])
 
     @classmethod
     def from_spec(cls, text: str, device: str = "cpu") -> "Evaluator":
         """An evaluator from 'MODEL[=WEIGHTS][@PENULT/EARLY]' (parse_evaluator), loaded with load_model. Layers:
         as given, else the shipped architecture's FEATURE_LAYERS, else default_layers(model). Its name is MODEL,
         plus '=' and the weights file's name when weights are given."""
-        from dgn_am.layers import list_layers
         from dgn_am.models.loading import load_model
 
         spec, weights, layers = parse_evaluator(text)
