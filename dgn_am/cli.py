@@ -54,7 +54,9 @@ def _output_layer(model, layer: str) -> bool:
 
 
 def _start_from_image(method, path: str, model, prior):
-    """Start every item from a real image: its code under the prior's encoder, or its pixels."""
+    """Start every item from a real image: its code under the prior's encoder, or its pixels. A method with
+    image_start (the reference: script 3) squashes the image to the encoder's input without a crop and runs its
+    (steps, lr) instead of its own."""
     import dataclasses
 
     from dgn_am.imageio import load_image
@@ -62,9 +64,13 @@ def _start_from_image(method, path: str, model, prior):
     if method.parameterization == "code":
         from dgn_am.priors import encode
 
-        image = load_image(path, InputSpec((prior.generator.config.size,) * 2, prior.generator.config.channels,
-                                           (0.0,) * prior.generator.config.channels,
-                                           (1.0,) * prior.generator.config.channels))
+        config = prior.generator.config
+        spec = InputSpec((config.size,) * 2, config.channels, (0.0,) * config.channels, (1.0,) * config.channels)
+        image = load_image(path, spec, fit="squash" if method.image_start else "crop")
+        if method.image_start:
+            steps, lr = method.image_start
+            method = dataclasses.replace(method, steps=steps,
+                                         step_rule=dataclasses.replace(method.step_rule, lr=lr))
         return dataclasses.replace(method, init="codes", options=method.options + (("init_codes", encode(prior, image)[0]),))
     if method.parameterization == "pixels":
         image = load_image(path, model.input_spec)[0]
@@ -133,7 +139,7 @@ def _compose(method, args, model):
 
 
 def cmd_synthesize(args) -> int:
-    from dgn_am.imageio import atomic_write, make_grid, save_image
+    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
     from dgn_am.layers import check_units, parse_units
     from dgn_am.methods import synthesize
     from tqdm import tqdm
@@ -144,7 +150,7 @@ def cmd_synthesize(args) -> int:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
     method = _base_method(args)
     model = _load(args)
-    method = _compose(method, args, model).with_overrides(steps=args.steps, lr=args.lr)
+    method = _compose(method, args, model)
     units = [u for spec in args.units for u in parse_units(spec)]
     check_units(model, units)  # every error is raised before anything is written
     prior = None
@@ -154,6 +160,7 @@ def cmd_synthesize(args) -> int:
         prior = load_prior(args.prior, device=args.device)
     if args.init_image:
         method = _start_from_image(method, args.init_image, model, prior)
+    method = method.with_overrides(steps=args.steps, lr=args.lr)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +185,9 @@ def cmd_synthesize(args) -> int:
                 records.append({
                     "method": method.name, "model": args.model, "layer": unit.layer,
                     "unit": unit.index if unit.spatial in ("centre", None) else str(unit), "seed": seed,
-                    "steps": method.steps, "activation": float(result.activations[row]), "prob": prob,
+                    "steps": method.steps, "activation": float(result.activations[row]),
+                    "activation_saved": float(result.saved_activations[row]), "prob": prob,
+                    "dead_start": bool(result.dead_start[row]), "stopped_at": result.stopped_at[row],
                     "path": f"{stem}.png",
                     "settings": {**result.settings, "weights": args.weights, "prior": args.prior,
                                  "address": str(unit), "device": args.device,
@@ -189,13 +198,22 @@ def cmd_synthesize(args) -> int:
     spec = model.input_spec
     scale = max(1, 112 // max(spec.size))
     grid = make_grid(all_images, rows=len(units))
-    save_image(grid, out / "grid.png", scale=scale)
+    names = getattr(model, "class_names", None)
+    labels = [f"{u} {names[u.index]}" if names and u.index < len(names) and _output_layer(model, u.layer) else str(u)
+              for u in units]
+    save_labelled_grid(grid, labels, out / "grid.png", rows=len(units), scale=scale)
     lines = "".join(json.dumps(r) + "\n" for r in records)
     atomic_write(out / "manifest.jsonl", lambda tmp: Path(tmp).write_text(lines))
     if not args.quiet:
         mean_act = sum(r["activation"] for r in records) / len(records)
         print(f"wrote {len(records)} images, grid.png and manifest.jsonl to {out} "
               f"(mean activation {mean_act:.3f}, {time.perf_counter() - started:.1f}s)")
+    dead = sum(r["dead_start"] for r in records)
+    if dead:
+        print(f"warning: {dead} of {len(records)} items were dead starts (objective and gradient both 0 at the "
+              "start, flagged dead_start in the manifest): nothing moved them, so their images are not preferred "
+              "inputs. Try reading the unit before its ReLU (drop '+relu'), other seeds (--first-seed), or a "
+              "method that starts from real images (--method dgn-am-class)", file=sys.stderr)
     return 0
 
 
@@ -300,9 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "else the flat normalization mean)")
     g.add_argument("--name", default=None, help="name of the composed method in file names and the manifest")
     p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
-    p.add_argument("--lr", type=float, default=None, help="override the method's first step size")
+    p.add_argument("--lr", type=float, default=None, help="override the method's first step size (for dgn-am, in "
+                   "the reference's CaffeNet fc6 code units, scaled to the prior like its default 8)")
     p.add_argument("--init-image", default=None, help="start from this image: its code under the prior's encoder "
-                   "for dgn-am methods, its pixels for pixel methods")
+                   "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
+                   "reference's script 3), its pixels for pixel methods")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
     p.add_argument("--out", required=True, help="output folder")

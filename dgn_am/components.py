@@ -117,6 +117,8 @@ def method_from_dict(d: dict[str, Any]) -> Method:
             if not isinstance(d[field], list):
                 raise ValueError(f"{field} must be a list of objects, got {d[field]!r}")
             kwargs[field] = tuple(_component_from_dict(kind, c) for c in d[field])
+    if isinstance(d.get("image_start"), list):
+        kwargs["image_start"] = tuple(d["image_start"])
     if "options" in d:
         opts = d["options"]
         kwargs["options"] = tuple(opts.items()) if isinstance(opts, dict) else tuple(tuple(o) for o in opts)

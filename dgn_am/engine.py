@@ -12,6 +12,18 @@ items go through the model in one forward pass per step. Each step:
   4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
   5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule
   6. param.project(p), then each operator(p)      e.g. clip codes to bounds, then decay; or blur, pixel clipping
+
+Two choices follow the reference loop (DGN-AM's act_max.py) when a method asks for them:
+  - returns="rendered": the result is the image rendered at the last step, BEFORE its update (the reference's
+    `best_xx = cropped_x0`), and params is the code that rendered it; "final" (default): the image after the last
+    update and operators.
+  - stop_at_zero_grad=True: an item whose ascent direction is all zero stops there (the reference breaks out of
+    its loop): its p is left as it was and its result is that step's render.
+An item whose objective and gradient are both exactly 0 at the first step is a dead start (Result.dead_start):
+nothing moves it, so its image is not a preferred input of anything.
+Result.images are clamped to [0, 1] (what is saved); Result.activations score the returned images as the target
+saw them during optimization (unclamped for a parameterization that does not clamp), saved_activations the
+clamped ones.
 """
 
 from __future__ import annotations
@@ -87,8 +99,12 @@ class StepRule:
 
 @dataclass
 class Result:
-    """images (B, C, H, W) in [0, 1]; activations (B,) objective of the final images without transforms;
-    history (steps, B) objective at every step (with transforms); params (B, ...) the final optimized tensor."""
+    """images (B, C, H, W) clamped to [0, 1], as saved; activations (B,) objective of the returned images without
+    transforms, as the target saw them in the loop; saved_activations (B,) objective of `images` (equal to
+    activations unless clamping changed a pixel); history (steps, B) objective at every step (with transforms);
+    params (B, ...) the optimized tensor that rendered the images; dead_start (B,) items whose objective and
+    gradient were both 0 at the first step; stopped_at (B,) the step where an item stopped on a zero gradient
+    (-1: it ran every step)."""
 
     images: torch.Tensor
     activations: torch.Tensor
@@ -96,6 +112,9 @@ class Result:
     params: torch.Tensor
     seeds: list[int]
     settings: dict = field(default_factory=dict)
+    saved_activations: torch.Tensor | None = None
+    dead_start: list[bool] = field(default_factory=list)
+    stopped_at: list[int] = field(default_factory=list)
 
 
 def centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -137,16 +156,21 @@ def maximize(
     transforms: Sequence[Transform] = (),
     progress: Callable[[int, int, torch.Tensor], None] | None = None,
     samples: int = 1,
+    returns: str = "final",
+    stop_at_zero_grad: bool = False,
 ) -> Result:
     """Maximize objective over param for len(seeds) items at once; see the module docstring for one step.
 
     samples: transformed copies of each image scored per step (their mean score is maximized); 1 without transforms.
+    returns: "final" or "rendered"; stop_at_zero_grad: see the module docstring.
 
     progress(i, steps, score) is called after every step with the (B,) scores, e.g. to drive a progress bar.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     check_samples(samples, transforms)
+    if returns not in ("final", "rendered"):
+        raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
     ref = next(model.parameters(), None)
     device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
     layers = list(objective.layers)
@@ -179,6 +203,10 @@ def maximize(
     elif step_rule.kind == "momentum":
         opt = torch.optim.SGD([p], lr=step_rule.lr, momentum=step_rule.momentum)
     history = torch.empty(steps, len(seeds))
+    running = torch.ones(batch, dtype=torch.bool, device=device)  # items still moving (stop_at_zero_grad)
+    stopped_at = torch.full((batch,), -1, dtype=torch.long)
+    dead = torch.zeros(batch, dtype=torch.bool)
+    rendered = rendered_p = None  # the last step's image and its p, before the update ("rendered")
     for i in range(steps):
         x = param.to_image(p)
         xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
@@ -192,6 +220,21 @@ def maximize(
         (grad,) = torch.autograd.grad(total.sum(), p)  # ascent direction of (score - penalties)
         lr = step_rule.lr_at(i, steps)
         with torch.no_grad():
+            zero = grad.flatten(1).abs().amax(1) == 0  # (B,)
+            if i == 0:
+                dead = (zero & (score.detach() == 0)).cpu()
+            if returns == "rendered":
+                if rendered is None:
+                    rendered, rendered_p = x.detach().clone(), p.detach().clone()
+                else:
+                    rendered[running], rendered_p[running] = x.detach()[running], p.detach()[running]
+            if stop_at_zero_grad:
+                stopped_at[(zero & running).cpu()] = i
+                running = running & ~zero
+                if not running.any():
+                    history[i:] = score.detach().float().cpu()
+                    break
+                before = p.detach().clone()
             if opt is not None:
                 opt.param_groups[0]["lr"] = lr
                 p.grad = -grad  # the torch optimizers minimize -score
@@ -211,10 +254,18 @@ def maximize(
             ctx = StepContext(i, steps, grad, param, score_fn, start, memo, score_each)
             for op in operators:
                 op(p, ctx)
+            if stop_at_zero_grad and not running.all():
+                p[~running] = before[~running]  # stopped items keep their code
         history[i] = score.detach().float().cpu()
         if progress is not None:
             progress(i, steps, history[i])
     with torch.no_grad():
-        images = param.to_image(p).detach()
+        if returns == "rendered":
+            params, images = rendered_p, rendered
+        else:
+            params, images = p.detach(), param.to_image(p).detach()
         final = score_fn(images).detach()
-    return Result(images=images, activations=final, history=history, params=p.detach(), seeds=list(seeds))
+        saved = images.clamp(0, 1)
+        saved_final = final if torch.equal(saved, images) else score_fn(saved).detach()
+    return Result(images=saved, activations=final, history=history, params=params, seeds=list(seeds),
+                  saved_activations=saved_final, dead_start=dead.tolist(), stopped_at=stopped_at.tolist())

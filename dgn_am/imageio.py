@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from dgn_am.models.spec import InputSpec
 
@@ -60,9 +60,38 @@ def make_grid(images: torch.Tensor, rows: int, pad: int = 2, fill: float = 1.0) 
     return grid
 
 
-def load_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
-    """Read an image file and fit it to a model: convert to its channels, resize the shorter side and centre-crop
-    to its size. Returns (1, C, H, W) in [0, 1]."""
+def font(size: int = 12) -> ImageFont.ImageFont:
+    """Pillow's bundled font at `size` pixels (no font files needed)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def save_labelled_grid(grid: torch.Tensor, labels: list[str], path: str | Path, rows: int, scale: int = 1,
+                       pad: int = 2) -> None:
+    """Save a make_grid image (C, H', W') enlarged by `scale`, with labels[r] written left of row r."""
+    im = to_pil(grid).convert("RGB")
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    size = max(10, min(16, (im.height // rows) // 3))
+    f = font(size)
+    width = max(int(ImageDraw.Draw(im).textlength(t, font=f)) for t in labels) + 2 * size if labels else 0
+    out = Image.new("RGB", (im.width + width, im.height), "white")
+    out.paste(im, (width, 0))
+    draw = ImageDraw.Draw(out)
+    cell = (im.height - pad * scale) / rows
+    for r, text in enumerate(labels):
+        draw.text((size // 2, int(pad * scale + r * cell + cell / 2)), text, fill="black", font=f, anchor="lm")
+    atomic_write(path, lambda tmp: out.save(tmp, format="PNG"))
+
+
+def load_image(path: str | Path, spec: InputSpec, fit: str = "crop") -> torch.Tensor:
+    """Read an image file and fit it to a model: convert to its channels, then fit="crop": resize the shorter side
+    and centre-crop to its size; fit="squash": resize to its size, aspect ratio not kept (the reference's start
+    from a real image). Returns (1, C, H, W) in [0, 1]."""
+    if fit not in ("crop", "squash"):
+        raise ValueError(f"fit must be 'crop' or 'squash', got '{fit}'")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
@@ -73,10 +102,13 @@ def load_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
         raise ValueError(f"cannot read image {path}: {e}") from None
     im = im.convert("L" if spec.channels == 1 else "RGB")
     h, w = spec.size
-    s = max(h / im.height, w / im.width)
-    im = im.resize((max(w, round(im.width * s)), max(h, round(im.height * s))), Image.BILINEAR)
-    left, top = (im.width - w) // 2, (im.height - h) // 2
-    im = im.crop((left, top, left + w, top + h))
+    if fit == "squash":
+        im = im.resize((w, h), Image.BILINEAR)
+    else:
+        s = max(h / im.height, w / im.width)
+        im = im.resize((max(w, round(im.width * s)), max(h, round(im.height * s))), Image.BILINEAR)
+        left, top = (im.width - w) // 2, (im.height - h) // 2
+        im = im.crop((left, top, left + w, top + h))
     arr = np.asarray(im, dtype=np.float32) / 255.0
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(arr.copy()).unsqueeze(0)

@@ -6,6 +6,15 @@ Unit addresses:
   conv5:12@mean    channel 12 averaged over all positions
   conv5:12@3,4     channel 12 at row 3, column 4
   fc8:0-9          a range (inclusive); fc8:1,5,7 a list; conv5:0-3@mean a range at one spatial mode
+  conv5+relu:12    the same unit read AFTER its ReLU (see below)
+
+How a layer is read (the reference's way). Caffe's ReLUs run in place, so the reference reads a conv or fc unit
+before its ReLU, and a unit that is 0 after its ReLU still has a gradient. Here, when the module a name addresses
+ends in an nn.ReLU (a Sequential whose last call is a ReLU, a residual block whose output is its ReLU's output),
+its unit reading is that ReLU's INPUT: the pre-activation. `NAME+relu` reads the module's output instead (after the
+ReLU), and naming a ReLU module itself reads its output. Modules that do not end in an nn.ReLU module (a Linear,
+a Conv2d whose ReLU is a sibling, a functional F.relu) are read as they output. Features (a prior's code, an
+evaluator's penultimate layer) are read with raw=True: every module's output as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +28,14 @@ import torch
 from torch import nn
 
 Spatial = Union[str, tuple[int, int], None]  # "centre", "mean", (row, col), or None for fc layers
+POST_RELU = "+relu"  # layer-name suffix: read the module's output after its final ReLU
+
+
+def split_reading(name: str) -> tuple[str, bool]:
+    """'conv5+relu' -> ('conv5', True): the module's name and whether the name asks for the post-ReLU output."""
+    if name.endswith(POST_RELU):
+        return name[: -len(POST_RELU)], True
+    return name, False
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,8 @@ def _root(model: nn.Module) -> nn.Module:
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module a layer name addresses (a '+relu' suffix names the same module)."""
+    name = split_reading(name)[0]
     modules = dict(_root(model).named_modules())
     if name not in modules or name == "":
         top = [n for n, _ in _root(model).named_children()]
@@ -85,37 +104,80 @@ class _Stop(Exception):
     """Raised by a hook once every requested layer has been captured, so later layers are not computed."""
 
 
-@contextlib.contextmanager
-def capture(model: nn.Module, layers: list[str], stop: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-    """Within the block, a forward pass fills the yielded dict with {layer: output}; hooks are always removed.
+class Activations(dict):
+    """{layer name: captured tensor}; `pre_relu` maps each name that was read before a ReLU to that ReLU's name."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.pre_relu: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layers: list[str], stop: bool = True, raw: bool = False) -> Iterator[Activations]:
+    """Within the block, a forward pass fills the yielded dict with {layer: activation}; hooks are always removed.
+
+    raw=False: the unit reading (module docstring): a module ending in an nn.ReLU gives that ReLU's input, unless
+    its name ends in '+relu'. raw=True: every module's output as it is (features, codes).
     With stop=True the forward pass is cut short after the last needed layer; use `run(model, x, layers)`.
     """
-    acts: dict[str, torch.Tensor] = {}
+    acts = Activations()
     wanted = set(layers)
+    root = _root(model)
+    names = {n: m for n, m in root.named_modules()}
+    # an in-place op after a layer (torchvision's ReLU(inplace=True)) would change a captured output: keep a copy
+    inplace = any(getattr(m, "inplace", False) for m in names.values())
+    last_relu: list = [None, None, None]  # module, input, output of the latest ReLU call (unit reading only)
     handles = []
 
-    def make_hook(name: str):
+    def relu_pre(module, inputs):
+        last_relu[0], last_relu[1] = module, inputs[0].clone() if getattr(module, "inplace", False) else inputs[0]
+
+    def relu_post(module, inputs, output):
+        last_relu[2] = output
+
+    def make_hook(name: str, relus: set, post: bool):
         def hook(module, inputs, output):
-            if name not in acts:  # a module called twice (shared ReLU) keeps its first output
-                acts[name] = output
+            if name in acts:  # a module called twice (shared ReLU) keeps its first output
+                return
+            ends_in_relu = bool(relus) and last_relu[0] in relus and output is last_relu[2]
+            if post and not ends_in_relu:
+                raise ValueError(f"layer '{name}': '{split_reading(name)[0]}' does not end in an nn.ReLU, so it has "
+                                 f"no after-ReLU reading; drop '{POST_RELU}'")
+            if ends_in_relu and not post:
+                acts[name] = last_relu[1]
+                acts.pre_relu[name] = next(n for n, m in names.items() if m is last_relu[0])
+            else:
+                acts[name] = output.clone() if inplace and isinstance(output, torch.Tensor) else output
             if stop and wanted.issubset(acts):
                 raise _Stop
 
         return hook
 
     try:
+        hooked: set = set()
         for name in wanted:
-            handles.append(get_layer(model, name).register_forward_hook(make_hook(name)))
+            module = get_layer(model, name)
+            post = split_reading(name)[1]
+            relus = set()
+            if not raw:
+                relus = {m for m in module.modules() if isinstance(m, nn.ReLU) and m is not module}
+                for m in relus - hooked:
+                    handles.append(m.register_forward_pre_hook(relu_pre))
+                    handles.append(m.register_forward_hook(relu_post))
+                hooked |= relus
+            handles.append(module.register_forward_hook(make_hook(name, relus, post)))
         yield acts
     finally:
         for h in handles:
             h.remove()
 
 
-def run(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-    """Forward x and return {layer: output} for the requested layers, computing nothing after the deepest one."""
-    with capture(model, layers) as acts:
+def run(model: nn.Module, x: torch.Tensor, layers: list[str], raw: bool = False) -> Activations:
+    """Forward x and return {layer: activation} for the requested layers, computing nothing after the deepest one.
+
+    raw=False reads units the reference's way (pre-ReLU where a layer ends in a ReLU); raw=True reads module outputs.
+    """
+    with capture(model, layers, raw=raw) as acts:
         try:
             model(x)
         except _Stop:
@@ -146,23 +208,43 @@ def list_layers(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
     try:
         with torch.no_grad():
             p = next(model.parameters(), None)
-            model(torch.zeros(1, *input_shape, device=p.device if p is not None else "cpu"))
+            model(torch.zeros(1, *input_shape, device=p.device if p is not None else "cpu",
+                              dtype=p.dtype if p is not None else torch.float32))
     finally:
         for h in handles:
             h.remove()
     return order
 
 
+def relu_readings(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, str]:
+    """{layer: the ReLU whose input is its unit reading} for every named module that ends in an nn.ReLU (so it is
+    read before that ReLU by default, and NAME+relu reads after it). Found with one forward pass of zeros."""
+    if input_shape is None:
+        spec = model.input_spec
+        input_shape = (spec.channels, *spec.size)
+    names = [n for n, m in _root(model).named_modules() if n and not isinstance(m, nn.ModuleList)]
+    p = next(model.parameters(), None)
+    with torch.no_grad(), capture(model, names, stop=False) as acts:
+        model(torch.zeros(1, *input_shape, device=p.device if p is not None else "cpu",
+                          dtype=p.dtype if p is not None else torch.float32))
+    return dict(acts.pre_relu)
+
+
 def check_units(model: nn.Module, units: list[Unit]) -> dict[str, tuple]:
-    """Validate units against the layers' output shapes; returns {layer: shape without batch}."""
+    """Validate units against the layers' output shapes; returns {layer: shape without batch} (module names)."""
     shapes = {name: shape for name, _, shape in list_layers(model)}
+    readings = relu_readings(model) if any(split_reading(u.layer)[1] for u in units) else {}
     for u in units:
-        if u.layer not in shapes:
-            get_layer(model, u.layer)  # raises the unknown-layer error
-            raise ValueError(f"layer '{u.layer}' produced no tensor output; pick another layer")
-        shape = shapes[u.layer]
+        layer, post = split_reading(u.layer)
+        if layer not in shapes:
+            get_layer(model, layer)  # raises the unknown-layer error
+            raise ValueError(f"layer '{layer}' produced no tensor output; pick another layer")
+        if post and layer not in readings:
+            raise ValueError(f"unit {u}: '{layer}' does not end in an nn.ReLU, so it has no after-ReLU reading; "
+                             f"drop '{POST_RELU}' (dgn-am layers shows each layer's reading)")
+        shape = shapes[layer]
         if u.index >= shape[0]:
-            raise ValueError(f"unit {u} out of range: layer '{u.layer}' has {shape[0]} channels (0-{shape[0] - 1})")
+            raise ValueError(f"unit {u} out of range: layer '{layer}' has {shape[0]} channels (0-{shape[0] - 1})")
         if isinstance(u.spatial, tuple):
             if len(shape) != 3:
                 raise ValueError(f"unit {u}: layer '{u.layer}' has shape {shape}, no spatial positions")

@@ -39,9 +39,24 @@ class Method:
     # image side (pixels) the spatial settings (blur width, jitter, pad) were tuned at; synthesize() rescales them
     # by model side / reference_size (Method.rescaled). None: they are used as given, in the model's pixels.
     reference_size: int | None = None
+    # "final": return the image after the last update; "rendered": the image rendered before it (the reference)
+    returns: str = "final"
+    stop_at_zero_grad: bool = False  # an item whose gradient is all zero stops there (the reference loop)
+    # code methods: "prior": lr, lr_end and init_std are in the prior's own code units; "reference": in CaffeNet
+    # fc6's, the code the reference loop was set for, and synthesize() multiplies them by s = prior.reference_scale
+    code_scale: str = "prior"
+    image_start: tuple | None = None  # (steps, lr) used instead when started from a real image (--init-image)
 
     def __post_init__(self) -> None:
         check_samples(self.samples, self.transforms, f"method {self.name}")
+        if self.returns not in ("final", "rendered"):
+            raise ValueError(f"method {self.name}: returns must be 'final' or 'rendered', got '{self.returns}'")
+        if self.code_scale not in ("prior", "reference"):
+            raise ValueError(f"method {self.name}: code_scale must be 'prior' or 'reference', got '{self.code_scale}'")
+        if self.image_start is not None:
+            if len(self.image_start) != 2:
+                raise ValueError(f"method {self.name}: image_start is (steps, lr), got {self.image_start!r}")
+            object.__setattr__(self, "image_start", (int(self.image_start[0]), float(self.image_start[1])))
 
     def settings(self) -> dict:
         """Everything needed to rebuild this method, as JSON-ready data."""
@@ -249,7 +264,8 @@ def synthesize(
         raise ValueError(f"unknown parameterization '{method.parameterization}'; available: "
                          f"{', '.join(sorted(PARAMETERIZATIONS))}")
     reference = method.reference_size  # the spatial settings' original image side, recorded in the settings
-    method = method.rescaled(model.input_spec.size)
+    recorded = method.rescaled(model.input_spec.size)
+    method, code_scale = in_prior_units(recorded, prior)
     items = [(u, s) for u in units for s in seeds]
     objective = UnitObjective([u for u, _ in items])
     param = PARAMETERIZATIONS[method.parameterization](method, model, prior)
@@ -257,9 +273,11 @@ def synthesize(
         param.starts = unit_bank_starts(model, items, prior)
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress,
-                      samples=method.samples)
-    result.settings = {"method": method.settings(), "parameterization": param.settings(),
+                      samples=method.samples, returns=method.returns, stop_at_zero_grad=method.stop_at_zero_grad)
+    result.settings = {"method": recorded.settings(), "parameterization": param.settings(),
                        "rescaled_from": reference}
+    if code_scale:
+        result.settings["code_scale"] = code_scale
     return result, items
 
 
@@ -273,7 +291,23 @@ def _code(method: Method, model: torch.nn.Module, prior: Any) -> Parameterizatio
                          "(shipped: fmnist-fc6) or prior=dgn_am.load_prior(...)")
     opts = dict(method.options)
     init = opts.get("init_codes", method.init)
-    return CodeParam(prior, model.input_spec, init=init, init_std=method.init_std, clip=opts.get("clip", True))
+    return CodeParam(prior, model.input_spec, init=init, init_std=method.init_std, clip=opts.get("clip", True),
+                     clamp=opts.get("clamp", True))
+
+
+def in_prior_units(method: Method, prior: Any) -> tuple[Method, dict]:
+    """A code_scale="reference" method with lr, lr_end and init_std multiplied by s = prior.reference_scale (and
+    code_scale "prior"), and what was scaled, for the settings; any other method unchanged, with {}."""
+    if method.code_scale != "reference" or prior is None:
+        return method, {}
+    s = prior.reference_scale
+    rule = method.step_rule
+    scaled = dataclasses.replace(
+        method, code_scale="prior", init_std=method.init_std * s,
+        step_rule=dataclasses.replace(rule, lr=rule.lr * s, lr_end=None if rule.lr_end is None else rule.lr_end * s))
+    return scaled, {"s": s, "lr": scaled.step_rule.lr, "lr_end": scaled.step_rule.lr_end,
+                    "init_std": scaled.init_std, "reference_lr": rule.lr, "reference_lr_end": rule.lr_end,
+                    "reference_init_std": method.init_std}
 
 
 PARAMETERIZATIONS["code"] = _code
@@ -311,22 +345,35 @@ def unit_bank_starts(model: torch.nn.Module, items: Sequence[tuple[Unit, int]], 
         codes.append(bank[order[key][int(seed) % len(order[key])]])
     return torch.stack(codes).cpu()
 
-# The reference loop: h ~ N(0, 1) from the seed, 200 normalized steps with lr decaying linearly 8 -> 1e-10,
-# clip to [lower, upper] after every step, then h *= 0.99; the last iterate is returned.
+# The reference loop (act_max.py, ../REFERENCE.md), in CaffeNet fc6's code units and mapped onto any prior by
+# s = mean(upper) / 11.85: h ~ N(0, s^2) from the seed, 200 normalized steps with lr decaying linearly 8 s -> 1e-10 s,
+# clip to [lower, upper] after every step, then h *= 0.99. The target sees the raw generator output (no clamp, the
+# saved image is clipped), an item stops where its gradient is all zero, and the image rendered before the last
+# update is returned. From a real image (--init-image): 30 steps from lr 1 s, as the reference's script 3.
 register(Method(
     name="dgn-am",
-    description="Nguyen et al. 2016, faithful: normalized steps lr 8 -> 1e-10, clip to [0, mean+3std], decay 0.99",
+    description="Nguyen et al. 2016, the reference loop: normalized steps lr 8 -> 1e-10 in CaffeNet fc6 units "
+                "(x s = mean(upper) / 11.85), clip to [0, mean+3std], decay 0.99, raw generator output",
     parameterization="code",
     init="randn",
     init_std=1.0,
     steps=200,
     step_rule=StepRule("normalized", lr=8.0, lr_end=1e-10),
     operators=(Decay(rate=0.01),),
+    options=(("clamp", False),),
+    returns="rendered",
+    stop_at_zero_grad=True,
+    code_scale="reference",
+    image_start=(30, 1.0),
 ))
+# The variants below depart from the reference on purpose: they clamp the image to [0, 1] before the target (so
+# what is scored is what is saved), return the final iterate, keep decaying at a zero gradient, and give their
+# step sizes in the prior's own code units.
+_TUNED = dict(options=(), returns="final", stop_at_zero_grad=False, code_scale="prior", image_start=None)
 register_variant(
     "dgn-am", "dgn-am-adam",
-    "DGN-AM with Adam (lr 0.05) instead of normalized steps, for comparison; same clipping and decay",
-    step_rule=StepRule("adam", lr=0.05))
+    "DGN-AM with Adam (lr 0.05) instead of normalized steps; clamps images, returns the final iterate",
+    step_rule=StepRule("adam", lr=0.05), **_TUNED)
 # Tuned for diversity and realism on the shipped Fashion-MNIST prior (measured with scripts/prior_bars.py, see the
 # README): start from the code of a real training image picked by the seed (the reference's E(x) start), normalized
 # steps scaled to this code's range (upper bounds average 1.1 here, so lr 8 drives every unit to a bound in one
@@ -335,7 +382,7 @@ register_variant(
     "dgn-am", "dgn-am-bank",
     "DGN-AM from a real image's code (picked by the seed), normalized steps lr 0.04 -> 0, decay 0.995",
     init="bank", init_std=0.0, step_rule=StepRule("normalized", lr=0.04, lr_end=1e-10),
-    operators=(Decay(rate=0.005),))
+    operators=(Decay(rate=0.005),), **_TUNED)
 # dgn-am-bank plus two changes, for diverse and transferable images (scripts/prior_bars.py, see the README):
 # an anchor pulls each code 1% of the way back to its real start after every step, so the seeds of one unit stay
 # near different real images instead of meeting in one mode, and a 1-px jitter before the target keeps the images

@@ -107,13 +107,16 @@ class CodeParam(Parameterization):
     puts into `starts`), plus the same noise;
     a tensor (code_dim,) or (B, code_dim) starts from given codes (e.g. the code of a real image).
     project() clips h into [lower, upper] per unit (post-ReLU codes: [0, mean + k * std]).
+    clamp=True clamps the image to [0, 1] before the target sees it (what is scored is what is saved); the reference
+    loop (clamp=False) feeds the raw generator output to the target and clips only what it saves.
     """
 
     name = "code"
 
-    def __init__(self, prior, target_spec, init: Init = "randn", init_std: float = 1.0, clip: bool = True) -> None:
+    def __init__(self, prior, target_spec, init: Init = "randn", init_std: float = 1.0, clip: bool = True,
+                 clamp: bool = True) -> None:
         self.prior, self.target_spec = prior, target_spec
-        self.init_mode, self.init_std, self.clip = init, init_std, clip
+        self.init_mode, self.init_std, self.clip, self.clamp = init, init_std, clip, clamp
         self.starts: torch.Tensor | None = None  # (B, code_dim) for init "bank-unit"
 
     def init(self, seeds: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -150,7 +153,7 @@ class CodeParam(Parameterization):
         return noise * self.prior.std.cpu()
 
     def to_image(self, p: torch.Tensor) -> torch.Tensor:
-        return self.prior.image(p, self.target_spec)
+        return self.prior.image(p, self.target_spec, clamp=self.clamp)
 
     def project(self, p: torch.Tensor) -> None:
         if self.clip:
@@ -158,7 +161,7 @@ class CodeParam(Parameterization):
 
     def settings(self) -> dict:
         init = "codes" if isinstance(self.init_mode, torch.Tensor) else self.init_mode
-        return {"name": self.name, "init": init, "init_std": self.init_std, "clip": self.clip,
+        return {"name": self.name, "init": init, "init_std": self.init_std, "clip": self.clip, "clamp": self.clamp,
                 "prior": self.prior.provenance.get("path"), "code_dim": self.prior.code_dim}
 
 

@@ -21,6 +21,8 @@ from dgn_am.models.loading import checkpoints_dir, read_state_dict, write_state_
 from dgn_am.models.spec import InputSpec
 
 SHIPPED_PRIORS = {"fmnist-fc6": "prior-fmnist-fc6.safetensors"}
+# mean of the reference's 3-sigma code bounds (act_range/3x/fc6.txt, CaffeNet fc6 after ReLU: integers 3 to 17)
+REFERENCE_UPPER_MEAN = 11.85
 CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)  # ImageNet mean on the 0..255 scale, BGR order, as the Caffe models used
 
 
@@ -111,8 +113,15 @@ class Prior:
     def code_dim(self) -> int:
         return self.generator.config.code_dim
 
-    def image(self, h: torch.Tensor, target: InputSpec) -> torch.Tensor:
-        return to_target(self.generator(h), self.generator.config.output, target)
+    def image(self, h: torch.Tensor, target: InputSpec, clamp: bool = True) -> torch.Tensor:
+        """h (B, code_dim) -> (B, C, H, W) for `target`, clamped to [0, 1] unless clamp=False (raw values)."""
+        return to_target(self.generator(h), self.generator.config.output, target, clip=clamp)
+
+    @property
+    def reference_scale(self) -> float:
+        """s = mean(upper) / REFERENCE_UPPER_MEAN: this prior's code scale in units of CaffeNet fc6's, the code the
+        reference loop's step sizes and start were set for. lr 8 s and a N(0, s^2) start map that loop onto it."""
+        return float(self.upper.mean()) / REFERENCE_UPPER_MEAN
 
     def to(self, device) -> "Prior":
         self.generator.to(device)
@@ -181,7 +190,7 @@ def encode(prior: Prior, images: torch.Tensor) -> torch.Tensor:
         _ENCODERS[key] = load_model(enc["model"], device=device)
     model = _ENCODERS[key]
     x = to_target(images.to(device), "unit", model.input_spec)
-    return run(model, x, [enc["layer"]])[enc["layer"]].flatten(1)
+    return run(model, x, [enc["layer"]], raw=True)[enc["layer"]].flatten(1)
 
 
 def bank_indices(n_images: int, size: int, seed: int = 0) -> torch.Tensor:

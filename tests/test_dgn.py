@@ -51,20 +51,25 @@ def test_dgn_am_is_the_reference_loop(prior):
     assert m.step_rule == StepRule("normalized", lr=8.0, lr_end=1e-10)
     assert m.step_rule.lr_at(0, 200) == 8.0 and m.step_rule.lr_at(100, 200) == pytest.approx(4.0)
     assert [type(o).__name__ for o in m.operators] == ["Decay"] and m.operators[0].rate == pytest.approx(0.01)
+    assert m.returns == "rendered" and m.stop_at_zero_grad and m.code_scale == "reference"
+    assert dict(m.options)["clamp"] is False and m.image_start == (30, 1.0)
 
 
 def test_one_step_matches_hand_computation(prior, target):
-    method = dataclasses.replace(get_method("dgn-am"), steps=1)
+    method = dataclasses.replace(get_method("dgn-am"), steps=2)
     units = parse_units("fc2:1")
     result, _ = synthesize(target, units, [5], method, prior=prior)
-    # redo the step by hand: h0 from the seed, gradient of the unit, normalized step, clip, decay
-    h0 = torch.randn(16, generator=torch.Generator().manual_seed(5)).unsqueeze(0).requires_grad_(True)
-    param = CodeParam(prior, target.input_spec)
+    # redo the first step by hand: h0 ~ N(0, s^2) from the seed, gradient of the unit on the raw (unclamped)
+    # image, normalized step of lr 8 s, clip, decay; the second step renders G(h1) and returns it, before its update
+    s = float(prior.upper.mean()) / 11.85
+    h0 = (s * torch.randn(16, generator=torch.Generator().manual_seed(5))).unsqueeze(0).requires_grad_(True)
+    param = CodeParam(prior, target.input_spec, clamp=False)
     act = target(param.to_image(h0))[:, 1]
     (g,) = torch.autograd.grad(act.sum(), h0)
-    h1 = h0.detach() + 8.0 / g.abs().mean() * g
+    h1 = h0.detach() + 8.0 * s / g.abs().mean() * g
     h1 = torch.minimum(torch.maximum(h1, prior.lower), prior.upper) * 0.99
     torch.testing.assert_close(result.params, h1)
+    torch.testing.assert_close(result.images, param.to_image(h1).clamp(0, 1))
 
 
 def test_code_stays_in_bounds_at_every_step(prior, target):
@@ -147,7 +152,7 @@ def test_code_stats_command_recomputes_stats_and_bank(tmp_path, prior):
 
     x = torch.cat([load_image(p, load_model("tests.prior_helpers:tiny_net").input_spec)
                    for p in image_folder(tmp_path / "imgs")[0]])
-    codes = run(load_model("tests.prior_helpers:tiny_net"), x, ["fc1"])["fc1"]
+    codes = run(load_model("tests.prior_helpers:tiny_net"), x, ["fc1"], raw=True)["fc1"]
     torch.testing.assert_close(new.mean, codes.mean(0))
     torch.testing.assert_close(new.upper, codes.mean(0) + 2 * codes.std(0, unbiased=False), rtol=1e-4, atol=1e-5)
     assert new.bank.shape == (4, 16) and new.provenance["code_stats_command"].startswith("dgn-am code-stats")

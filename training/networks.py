@@ -23,7 +23,7 @@ class Encoder(nn.Module):
         return to_target(x, "unit", self.model.input_spec, clip=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run(self.model, self.fit(x), [self.layer])[self.layer].flatten(1)  # (B, D)
+        return run(self.model, self.fit(x), [self.layer], raw=True)[self.layer].flatten(1)  # (B, D)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's full model output (logits) on x."""
@@ -41,7 +41,7 @@ class Comparator(nn.Module):
             get_layer(self.model, name)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        acts = run(self.model, to_target(x, "unit", self.model.input_spec, clip=False), self.layers)
+        acts = run(self.model, to_target(x, "unit", self.model.input_spec, clip=False), self.layers, raw=True)
         return [acts[n] for n in self.layers]
 
 

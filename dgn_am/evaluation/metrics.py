@@ -28,7 +28,7 @@ def judge(model: torch.nn.Module, images: torch.Tensor, classes: torch.Tensor, b
 @torch.no_grad()
 def features(model: torch.nn.Module, images: torch.Tensor, layer: str, batch: int = 500) -> torch.Tensor:
     """A layer's activations, flattened: (N, D)."""
-    return torch.cat([run(model, images[i: i + batch], [layer])[layer].flatten(1) for i in range(0, len(images), batch)])
+    return torch.cat([run(model, images[i: i + batch], [layer], raw=True)[layer].flatten(1) for i in range(0, len(images), batch)])
 
 
 def mean_pairwise_cosine_distance(f: torch.Tensor) -> float:

@@ -93,7 +93,7 @@ class Evaluator:
         """images (N, C, H, W) -> {"penult": (N, D1), "early": (N, D2)} float64 features."""
         out: dict[str, list] = {"penult": [], "early": []}
         for lo in range(0, len(images), batch):
-            acts = run(self.model, images[lo: lo + batch], [self.penult, self.early])
+            acts = run(self.model, images[lo: lo + batch], [self.penult, self.early], raw=True)
             out["penult"].append(acts[self.penult].flatten(1))
             early = acts[self.early]
             if early.dim() == 4:

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dgn_am.models.fmnist import FASHION_MNIST_INPUT, FmnistCaffeNet, FmnistResNet
+from dgn_am.models.fmnist import CLASSES, FASHION_MNIST_INPUT, FmnistCaffeNet, FmnistResNet
 from dgn_am.models.spec import IMAGENET_INPUT, InputSpec, check_images
 
 # name -> (architecture factory, input spec, weights file in checkpoints/)
@@ -35,11 +35,13 @@ class TargetModel(nn.Module):
     forward: x (B, C, H, W) in [0, 1] -> the raw network's output. Layer names refer to `net`'s modules.
     """
 
-    def __init__(self, net: nn.Module, input_spec: InputSpec, name: str = "model") -> None:
+    def __init__(self, net: nn.Module, input_spec: InputSpec, name: str = "model",
+                 class_names: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.net = net
         self.input_spec = input_spec
         self.name = name
+        self.class_names = class_names  # names of the output units, where known (labels of grids and figures)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.input_spec)
@@ -115,8 +117,10 @@ def load_model(spec: str, weights: str | Path | None = None, device: str | torch
       - package.module:factory, a callable returning an nn.Module that has an `input_spec` attribute
         (an InputSpec or its dict), with optional weights=FILE.
     """
+    class_names = None
     if spec in SHIPPED:
         arch, input_spec, filename = SHIPPED[spec]
+        class_names = CLASSES
         net = ARCHITECTURES[arch]()
         path = Path(weights) if weights else checkpoints_dir() / filename
         if str(weights) != "random":
@@ -128,14 +132,16 @@ def load_model(spec: str, weights: str | Path | None = None, device: str | torch
             load_weights(net, path)
     elif spec.startswith("torchvision:"):
         net, input_spec = _torchvision(spec.split(":", 1)[1], weights)
+        class_names = _imagenet_categories(spec.split(":", 1)[1])
     elif ":" in spec:
         net, input_spec = _factory(spec, weights)
+        class_names = getattr(net, "class_names", None)
     else:
         raise ValueError(
             f"unknown model '{spec}'; use one of {', '.join(SHIPPED)}, torchvision:NAME --weights FILE, "
             "or package.module:factory"
         )
-    model = TargetModel(net, input_spec, name=spec).to(device)
+    model = TargetModel(net, input_spec, name=spec, class_names=class_names).to(device)
     model.eval().requires_grad_(False)
     return model
 
@@ -158,6 +164,19 @@ def _torchvision(name: str, weights: str | Path | None) -> tuple[nn.Module, Inpu
     size = 299 if name == "inception_v3" else 224
     spec = InputSpec(size=(size, size), channels=3, mean=IMAGENET_INPUT.mean, std=IMAGENET_INPUT.std)
     return net, spec
+
+
+def _imagenet_categories(name: str) -> tuple[str, ...] | None:
+    """ImageNet class names from torchvision's weights metadata (bundled with torchvision: nothing is downloaded),
+    for architectures whose published weights are ImageNet classifiers."""
+    import torchvision
+
+    try:
+        meta = torchvision.models.get_model_weights(name).DEFAULT.meta
+    except (ValueError, AttributeError, KeyError):
+        return None
+    categories = meta.get("categories")
+    return tuple(categories) if categories and len(categories) == 1000 else None
 
 
 def _factory(spec: str, weights: str | Path | None) -> tuple[nn.Module, InputSpec]:
