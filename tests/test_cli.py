@@ -19,7 +19,8 @@ from tests.helpers import FASHION_FILES, random_caffenet, write_fake_fashion_mni
 # --lr 100: the random network's gradients are tiny, and at simonyan's own lr the images stay a flat grey
 SYNTH = ["synthesize", "--weights", "random", "--units", "fc8:0-1", "conv3:2@mean", "--seeds", "2", "--steps", "3",
          "--lr", "100", "--quiet"]
-KEYS = {"method", "model", "layer", "unit", "seed", "steps", "activation", "prob", "path", "settings"}
+KEYS = {"method", "model", "layer", "unit", "seed", "steps", "activation", "activation_saved", "prob", "dead_start",
+        "stopped_at", "path", "settings"}
 
 
 def read_manifest(out):
@@ -43,11 +44,16 @@ def test_synthesize_writes_pngs_grid_and_manifest(synthesized):
         im = Image.open(synthesized / f"{stem}.png")
         assert im.mode == "L" and im.size == (28, 28)
         assert len(np.unique(np.asarray(im))) > 20  # the optimization moved the pixels: not a flat image
-    # grid: 3 rows (units) x 2 columns (seeds) of 28-pixel cells, 2-pixel padding, enlarged 112 // 28 = 4 times
+    # grid: 3 rows (units) x 2 columns (seeds) of 28-pixel cells, 2-pixel padding, enlarged 112 // 28 = 4 times,
+    # after a margin on the left that names each row's unit (and class, for output units)
     grid = Image.open(synthesized / "grid.png")
-    assert grid.size == (4 * (2 * 30 + 2), 4 * (3 * 30 + 2))
-    cell = np.asarray(grid)[4 * 32: 4 * 32 + 4 * 28: 4, 4 * 2: 4 * 2 + 4 * 28: 4]  # row 1 (fc8:1), column 0 (seed 0)
+    margin = grid.width - 4 * (2 * 30 + 2)
+    assert grid.height == 4 * (3 * 30 + 2) and margin > 40
+    g = np.asarray(grid.convert("L"))
+    cell = g[4 * 32: 4 * 32 + 4 * 28: 4, margin + 4 * 2: margin + 4 * 2 + 4 * 28: 4]  # row 1 (fc8:1), column 0 (seed 0)
     np.testing.assert_array_equal(cell, np.asarray(Image.open(synthesized / "fc8_u1_s0_simonyan.png")))
+    for r in range(3):  # every row has its label: dark text pixels in the margin beside it
+        assert (g[4 * (2 + 30 * r): 4 * (30 + 30 * r), :margin] < 128).sum() > 20
 
     records = read_manifest(synthesized)
     assert len(records) == 6
