@@ -212,7 +212,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     methods = _methods(config)
     ev_names = _evaluators(config)
     target = load_model(config.model, config.weights, device=config.device)
-    units = parse_units(config.units)
+    units = [u for address in config.units.split() for u in parse_units(address)]
     check_units(target, units)
     out_layer = list_layers(target)[-1][0]
     if any(u.layer != out_layer for u in units):

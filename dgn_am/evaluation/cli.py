@@ -29,14 +29,51 @@ def write_outputs(results: dict, out: Path, command: str, commit: str) -> None:
     atomic_write(out / "figure.png", lambda tmp: draw_figure(results, tmp))
 
 
+def _output_units(args) -> bool:
+    """True when every --units address is a unit of the target's output layer (the class benchmark)."""
+    from dgn_am.layers import list_layers, parse_units
+    from dgn_am.models.loading import load_model
+
+    out_layer = list_layers(load_model(args.model, args.weights))[-1][0]
+    return all(u.layer == out_layer for a in args.units for u in parse_units(a))
+
+
+def cmd_hidden(args) -> int:
+    from tqdm import tqdm
+
+    from dgn_am.evaluation.hidden import DEFAULT_METHODS, HiddenConfig, run_hidden_benchmark
+    from dgn_am.evaluation.hidden_report import write_hidden
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
+    evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
+    config = HiddenConfig(model=args.model, weights=args.weights, units=tuple(args.units), methods=methods,
+                          seeds=args.seeds, first_seed=args.first_seed, steps=args.steps,
+                          **({"evaluators": evaluators} if evaluators else {}), prior=args.prior,
+                          top_k=args.top_k, n_boot=args.n_boot, batch_size=args.batch_size,
+                          data_dir=args.data_dir, device=args.device)
+    with tqdm(total=len(set(methods)) + 2, desc="hidden-unit benchmark", unit="run", disable=args.quiet) as bar:
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update(1)
+
+        results = run_hidden_benchmark(config, progress=progress)
+    out = Path(args.out)
+    write_hidden(results, out, "dgn-am " + " ".join(_rebuild(args)), _commit())
+    if not args.quiet:
+        print(f"wrote results.json, table.md, exemplars_*.png to {out}")
+    return 0
+
+
 def cmd_benchmark(args) -> int:
     from tqdm import tqdm
 
-    from dgn_am.evaluation.benchmark import BenchmarkConfig, run_benchmark
+    from dgn_am.evaluation.benchmark import DEFAULT_METHODS, BenchmarkConfig, run_benchmark
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not _output_units(args):
+        return cmd_hidden(args)
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
     evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
-    config = BenchmarkConfig(model=args.model, weights=args.weights, units=args.units, methods=methods,
+    config = BenchmarkConfig(model=args.model, weights=args.weights, units=" ".join(args.units), methods=methods,
                              seeds=args.seeds, first_seed=args.first_seed, steps=args.steps, evaluators=evaluators,
                              prior=args.prior, reference_per_class=args.reference, limit=args.limit,
                              control=not args.no_control, n_boot=args.n_boot, calibration=not args.no_calibration,
@@ -86,15 +123,20 @@ def add_commands(sub) -> None:
     """Add `benchmark` to the dgn-am subcommands."""
     from dgn_am.cli import _add_model_args
     from dgn_am.evaluation.benchmark import DEFAULT_METHODS
+    from dgn_am.evaluation.hidden import DEFAULT_METHODS as HIDDEN_METHODS
 
     p = sub.add_parser("benchmark", help="compare visualization methods with calibrated, independent metrics",
                        description="Synthesize preferred inputs with every method under one budget, score them "
                                    "with independent evaluator networks, validate the metrics on calibration "
                                    "inputs, and write results.json, results.csv, table.md and figure.png to --out.")
     _add_model_args(p)
-    p.add_argument("--units", default="fc8:0-9", help="class units of the output layer (default: %(default)s)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help="comma-separated methods; real-images and noise are always added (default: %(default)s)")
+    p.add_argument("--units", nargs="+", default=["fc8:0-9"],
+                   help="class units of the output layer (the class benchmark), or any hidden units such as "
+                        "conv5:0-63 fc6:0-63 (the hidden-unit benchmark) (default: %(default)s)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods; real-images and noise (hidden units: top-images and noise) are "
+                        f"always added (default: {','.join(DEFAULT_METHODS)}; hidden units: "
+                        f"{','.join(HIDDEN_METHODS)})")
     p.add_argument("--seeds", type=int, default=8, help="seeds per unit (default: %(default)s)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
     p.add_argument("--steps", type=int, default=200, help="optimization steps for every method (default: %(default)s)")
@@ -106,6 +148,10 @@ def add_commands(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="normalize activations over the first N training "
                    "images instead of the test set")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=50, help="hidden units: real exemplars per unit for realism "
+                   "(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256, help="hidden units: items optimized at once "
+                   "(default: %(default)s)")
     p.add_argument("--no-control", action="store_true", help="skip the randomly initialized target control")
     p.add_argument("--no-calibration", action="store_true", help="skip the metric calibration")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
@@ -122,5 +168,6 @@ def _rebuild(args) -> list[str]:
     for k, v in vars(args).items():
         if k in skip or v is None or v is False:
             continue
-        out += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+        out += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(x) for x in v] if isinstance(v, list)
+                                               else [str(v)])
     return out
