@@ -218,14 +218,18 @@ def cmd_synthesize(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    from dgn_am.layers import list_layers
+    from dgn_am.layers import POST_RELU, list_layers, relu_readings
 
     model = _load(args)
     spec = model.input_spec
+    readings = relu_readings(model)
     print(f"# {args.model}: input (B, {spec.channels}, {spec.size[0]}, {spec.size[1]}) in [0, 1]")
+    print(f"# reading: what NAME:UNIT reads. 'before ReLU X' = the input of its last ReLU, as Caffe's in-place "
+          f"ReLUs; NAME{POST_RELU}:UNIT reads after it")
     for name, kind, shape in list_layers(model):
         if args.all or "." not in name:
-            print(f"{name:<28} {kind:<20} {tuple(shape)}")
+            reading = f"before ReLU {readings[name]}" if name in readings else "output"
+            print(f"{name:<28} {kind:<20} {str(tuple(shape)):<16} {reading}")
     return 0
 
 

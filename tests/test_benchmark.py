@@ -179,7 +179,8 @@ def test_end_to_end_tiny(tmp_path, monkeypatch):
     assert noise_row.split(" | ")[header.split(" | ").index("FID penult")].count("[") == 1  # FID has brackets
     assert "| precision |" in table.split("Calibration")[1]  # a calibration row for the new metrics
     assert _wandb_table(out)["columns"][0] == "method"
-    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("images.png", "realism.png", "diversity.png", "transfer.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_data

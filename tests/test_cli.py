@@ -147,12 +147,13 @@ def test_layers_command(capsys):
     assert main(["layers", "--weights", "random"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "# fmnist-caffenet: input (B, 1, 28, 28) in [0, 1]"
-    rows = {line.split()[0]: line for line in lines[1:]}
-    assert rows["fc6"].split()[1] == "Sequential" and rows["fc6"].endswith("(512,)")
-    assert rows["fc8"].endswith("(10,)") and rows["conv3"].endswith("(96, 7, 7)")
+    rows = {line.split()[0]: line for line in lines[1:] if not line.startswith("#")}
+    assert rows["fc6"].split()[1] == "Sequential" and "(512,)" in rows["fc6"]
+    assert rows["fc6"].endswith("before ReLU fc6.1") and rows["conv3"].endswith("before ReLU conv3.2")
+    assert rows["fc8"].endswith("(10,)            output") and "(96, 7, 7)" in rows["conv3"]
     assert not any("." in name for name in rows)  # nested modules only with --all
     assert main(["layers", "--weights", "random", "--all"]) == 0
-    assert "conv3.0" in {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "conv3.0" in {line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]}
 
 
 def test_layers_command_bad_model(capsys):

@@ -283,6 +283,8 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     spec = target.input_spec
     settings = {**asdict(config), "methods": methods, "evaluators": ev_names, "seed_list": seeds,
                 "units_list": [str(u) for u in units], "output_layer": out_layer,
+                "class_names": [names[u.index] for u in units] if (names := getattr(target, "class_names", None))
+                else None,
                 "budget": {"steps": config.steps if config.steps is not None else "method default",
                            "image_size": list(spec.size), "channels": spec.channels, "value_range": [0.0, 1.0]},
                 "normalization": {"images": f"first {config.limit} training images" if config.limit else

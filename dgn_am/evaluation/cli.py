@@ -17,8 +17,9 @@ def _commit() -> str:
 
 
 def write_outputs(results: dict, out: Path, command: str, commit: str) -> None:
-    """results.json, results.csv, table.md and figure.png in out, each written atomically."""
-    from dgn_am.evaluation.report import draw_figure, to_csv, to_json, to_markdown
+    """results.json, results.csv, table.md, images.png, realism.png, diversity.png and transfer.png in out, each
+    written atomically."""
+    from dgn_am.evaluation.report import draw_figures, to_csv, to_json, to_markdown
     from dgn_am.imageio import atomic_write
 
     results["settings"]["command"] = command
@@ -26,7 +27,7 @@ def write_outputs(results: dict, out: Path, command: str, commit: str) -> None:
     for name, text in (("results.json", to_json(results)), ("results.csv", to_csv(results)),
                        ("table.md", to_markdown(results, command, commit))):
         atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
-    atomic_write(out / "figure.png", lambda tmp: draw_figure(results, tmp))
+    draw_figures(results, out)
 
 
 def _output_units(args) -> bool:
@@ -93,7 +94,8 @@ def cmd_benchmark(args) -> int:
         _log_wandb(results, out, quiet=args.quiet)
     if not args.quiet:
         failed = [m for m, e in results["methods"].items() if e.get("error")]
-        print(f"wrote results.json, results.csv, table.md, figure.png to {out}" +
+        print(f"wrote results.json, results.csv, table.md and figures (images.png, realism.png, diversity.png, "
+              f"transfer.png) to {out}" +
               (f"; failed methods: {', '.join(failed)}" if failed else ""))
     return 0
 
@@ -128,7 +130,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("benchmark", help="compare visualization methods with calibrated, independent metrics",
                        description="Synthesize preferred inputs with every method under one budget, score them "
                                    "with independent evaluator networks, validate the metrics on calibration "
-                                   "inputs, and write results.json, results.csv, table.md and figure.png to --out.")
+                                   "inputs, and write results.json, results.csv, table.md and figures to --out. "
+                                   "Hidden units (not of the output layer) run the hidden-unit benchmark instead.")
     _add_model_args(p)
     p.add_argument("--units", nargs="+", default=["fc8:0-9"],
                    help="class units of the output layer (the class benchmark), or any hidden units such as "

@@ -1,4 +1,5 @@
-"""Turning run_benchmark's dict into results.json, results.csv, a Markdown table and figure.png.
+"""Turning run_benchmark's dict into results.json, results.csv, a Markdown table and figures (images.png and one
+bar chart per question: realism.png, diversity.png, transfer.png).
 
 Functions here return text or draw onto a file path given by the caller; the CLI decides where files go and
 writes them with dgn_am.imageio.atomic_write.
@@ -133,43 +134,71 @@ def calibration_markdown(calib: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw_figure(results: dict, path: str | Path) -> None:
-    """figure.png: one image grid per method (rows = units, columns = seeds) side by side, with the real images,
-    then a bar chart of the main metrics with 95% intervals."""
+FIGURE_QUESTIONS = {  # file -> (title, [(summary key, label)]): one bar chart per question
+    "realism.png": ("Which prior gives realistic images? (real images of the class: first bar group)",
+                    [("fid_early", "FID early (lower better)"), ("fid_penult", "FID penult (lower better)"),
+                     ("density", "density (higher better)")]),
+    "diversity.png": ("Which prior gives diverse images?",
+                      [("coverage", "coverage of real images (higher better)"), ("diversity", "pairwise diversity")]),
+    "transfer.png": ("Which prior's images transfer to networks never used to make them?",
+                     [("transfer_mean", "evaluators' top-1 (higher better)"), ("activation_norm", "act/top on the target")]),
+}
+
+
+def draw_bars(results: dict, path: str | Path, title: str, metrics: list[tuple[str, str]]) -> None:
+    """A row of horizontal bar charts, one per metric, methods down the side, 95% intervals as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dgn_am.imageio import make_grid
-
-    images = dict(results["images"])
-    rows = len(results["settings"]["units_list"])
-    names = list(images)
-    metrics = [("transfer_mean", "transfer (higher better)"), ("activation_norm", "act/top (higher better)"),
-               ("kid_early", "KID early (lower better)"), ("kid_penult", "KID penult (lower better)"),
-               ("fid_early", "FID early (lower better)"), ("density", "density (higher better)"),
-               ("coverage", "coverage (higher better)"),
-               ("diversity", "diversity")]
-    fig = plt.figure(figsize=(max(12, 1.6 * len(names)), 9), dpi=110)
-    gs = fig.add_gridspec(2, max(len(names), len(metrics)), height_ratios=[1.6, 1])
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(gs[0, i])
-        grid = make_grid(images[name], rows=rows).numpy()
-        ax.imshow(grid[0] if grid.shape[0] == 1 else grid.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
     methods = [m for m, e in results["methods"].items() if not e.get("error")]
-    for j, (key, label) in enumerate(metrics):
-        ax = fig.add_subplot(gs[1, j])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.32 * len(methods) + 1.4), dpi=100,
+                             sharey=True, squeeze=False)
+    for ax, (key, label) in zip(axes[0], metrics):
         vals = [results["methods"][m]["summary"].get(key, {}) for m in methods]
         v = np.array([x.get("value", np.nan) if x else np.nan for x in vals], dtype=float)
         lo = np.array([x.get("lo") if x and x.get("lo") is not None else np.nan for x in vals], dtype=float)
         hi = np.array([x.get("hi") if x and x.get("hi") is not None else np.nan for x in vals], dtype=float)
         err = np.nan_to_num(np.stack([v - lo, hi - v]).clip(0))
-        ax.bar(range(len(methods)), v, yerr=err, capsize=2, color="tab:blue")
-        ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=7)
-        ax.set_title(label, fontsize=8)
+        colours = ["tab:green" if m.startswith("dgn-am") else "tab:grey" if m in ("real-images", "noise")
+                   else "tab:blue" for m in methods]
+        ax.barh(range(len(methods)), v, xerr=err, capsize=2, color=colours)
+        ax.set_yticks(range(len(methods)), methods, fontsize=10)
+        ax.invert_yaxis()
+        ax.set_title(label, fontsize=10)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def draw_images(results: dict, path: str | Path, seeds: int = 4) -> None:
+    """images.png: one row per method (real images first), one column per unit (its class name when known), the
+    first `seeds` images of each unit in a 2-column block, enlarged 2x so garments are visible."""
+    from dgn_am.evaluation.figures import image_table
+
+    st = results["settings"]
+    units = st["units_list"]
+    n = len(st["seed_list"])
+    k = min(seeds, n)
+    names = ["real-images"] + [m for m in results["images"] if m != "real-images" and "(control)" not in m]
+    labels = st.get("class_names") or units
+    cells = [[results["images"][m][u * n: u * n + k] for u in range(len(units))] for m in names]
+    image_table(cells, names, [str(x) for x in labels], path, cols=[2] * len(units), scale=2,
+                title=f"Preferred inputs of {st['model']}'s output units, first {k} seeds per unit")
+
+
+def draw_figures(results: dict, out: str | Path) -> list[Path]:
+    """images.png and one bar chart per question (FIGURE_QUESTIONS) in out. Returns the paths written."""
+    from dgn_am.imageio import atomic_write
+
+    out = Path(out)
+    paths = [out / "images.png"]
+    draw_images(results, paths[0])
+    for name, (title, metrics) in FIGURE_QUESTIONS.items():
+        atomic_write(out / name, lambda tmp, t=title, m=metrics: draw_bars(results, tmp, t, m))
+        paths.append(out / name)
+    return paths
