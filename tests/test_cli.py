@@ -200,3 +200,26 @@ def test_evaluate_command_on_the_real_test_set(capsys, monkeypatch):
     assert result["model"] == "fmnist-caffenet" and result["test_images"] == 10000
     assert isinstance(result["top1"], float) and 0.0 <= result["top1"] <= 1.0
     assert result["top1"] * 10000 == round(result["top1"] * 10000)  # a count of correct images
+
+
+def test_dead_starts_are_flagged_and_reported(tmp_path, capsys):
+    from tests.prior_helpers import tiny_net
+
+    net = tiny_net().eval()
+    grey = torch.full((1, 1, 8, 8), 0.5)  # simonyan's all-zero start in normalized coordinates
+    pre = run(net, grey, ["fc1"])["fc1"][0]
+    dead, alive = int(pre.argmin()), int(pre.argmax())
+    assert pre[dead] < 0 < pre[alive]
+    out = tmp_path / "dead"
+    assert main(["synthesize", "--model", "tests.prior_helpers:tiny_net", "--method", "simonyan", "--steps", "3",
+                 "--units", f"fc1+relu:{dead},{alive}", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    rows = read_manifest(out)
+    assert [r["dead_start"] for r in rows] == [True, False]
+    assert rows[0]["activation"] == 0.0 and rows[1]["activation"] > 0
+    err = capsys.readouterr().err
+    assert "1 of 2 items were dead starts" in err and "drop '+relu'" in err
+    # read before its ReLU (the default), the same unit is not dead
+    assert main(["synthesize", "--model", "tests.prior_helpers:tiny_net", "--method", "simonyan", "--steps", "3",
+                 "--units", f"fc1:{dead}", "--seeds", "1", "--out", str(tmp_path / "alive"), "--quiet"]) == 0
+    assert read_manifest(tmp_path / "alive")[0]["dead_start"] is False
+    assert "dead starts" not in capsys.readouterr().err

@@ -177,6 +177,33 @@ def test_cli_init_image_starts_every_seed_from_that_image(tmp_path):
     assert rows[0]["activation"] == rows[1]["activation"]  # same start, deterministic steps
 
 
+def test_cli_init_image_runs_the_reference_script_3_for_dgn_am(tmp_path):
+    """dgn-am from a real image: the image squashed (not cropped) to the encoder's input, 30 steps from lr 1 (in the
+    reference's code units, times s), unless --steps/--lr say otherwise."""
+    import json
+
+    from dgn_am.cli import main
+    from dgn_am.imageio import load_image, save_image
+    from dgn_am.models.fmnist import FASHION_MNIST_INPUT
+    from dgn_am.priors import load_prior
+
+    wide = torch.zeros(1, 28, 56)
+    wide[:, :, 14:42] = 1.0  # black | white | black, the white band exactly the centre square
+    save_image(wide, tmp_path / "wide.png")
+    squashed = load_image(tmp_path / "wide.png", FASHION_MNIST_INPUT, fit="squash")[0, 0]
+    cropped = load_image(tmp_path / "wide.png", FASHION_MNIST_INPUT)[0, 0]
+    assert cropped.min() == 1  # the centre crop sees only the white band
+    assert squashed[:, :6].max() == 0 and squashed[:, 8:20].min() == 1 and squashed[:, 22:].max() == 0
+    out = tmp_path / "out"
+    assert main(["synthesize", "--method", "dgn-am", "--units", "fc8:7", "--seeds", "1",
+                 "--init-image", str(tmp_path / "wide.png"), "--out", str(out), "--quiet"]) == 0
+    row = json.loads((out / "manifest.jsonl").read_text())
+    s = load_prior("fmnist-fc6").reference_scale
+    assert row["steps"] == 30 and row["settings"]["method"]["steps"] == 30
+    assert row["settings"]["code_scale"]["reference_lr"] == 1.0
+    assert row["settings"]["code_scale"]["lr"] == pytest.approx(s)
+
+
 def test_anchor_method_stays_bounded_near_its_start_and_reproduces(prior, target):
     prior.bank = torch.rand(6, 16, generator=torch.Generator().manual_seed(1)) * 3  # some codes above upper
     log: list = []

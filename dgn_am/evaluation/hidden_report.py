@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from dgn_am.evaluation.figures import image_table
 from dgn_am.imageio import atomic_write
 
@@ -69,4 +67,3 @@ def write_hidden(results: dict, out: Path, command: str, commit: str) -> None:
                        ("table.md", to_markdown(results, command, commit))):
         atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
     draw_exemplars(results, out)
-    atomic_write(out / "images.pt", lambda tmp: torch.save({k: v for k, v in results["images"].items()}, tmp))
