@@ -3,7 +3,8 @@
 import json
 from pathlib import Path
 
-for report_name in ("dgn-am-class", "dgn-am-class-s8", "dgn-am-anchor", "dgn-am-anchor-s8", "dgn-am-bank", "dgn-am"):
+for report_name in ("dgn-am-class", "dgn-am-class-s8", "dgn-am-anchor", "dgn-am-anchor-s8", "dgn-am-bank", "dgn-am-stats",
+                    "dgn-am-stats-s8", "dgn-am"):
     report = json.loads((Path("docs/prior") / f"report-{report_name}.json").read_text())
     seeds = report["seeds"]
     method = f"`{report['method']['name']}` (seeds {seeds[0]}-{seeds[-1]})"

@@ -319,3 +319,31 @@ def test_class_method_runs_bounded_and_reproducible(prior, target):
     assert a.settings["parameterization"]["init"] == "bank-unit"
     with pytest.raises(ValueError, match="synthesize"):
         CodeParam(prior, target.input_spec, init="bank-unit").init([0], torch.device("cpu"), torch.float32)
+
+
+def test_stats_method_needs_no_bank_and_starts_from_the_code_statistics(prior, target):
+    assert prior.bank is None  # no code bank, no real image
+    method = dataclasses.replace(get_method("dgn-am-stats"), steps=15)
+    assert method.init == "stats" and method.init_std == 1.0
+    a, _ = synthesize(target, parse_units("fc2:0-1"), [0, 1], method, prior=prior)
+    b, _ = synthesize(target, parse_units("fc2:0-1"), [0, 1], method, prior=prior)
+    assert torch.equal(a.images, b.images)
+    assert torch.all(a.params >= prior.lower - 1e-6) and torch.all(a.params <= prior.upper + 1e-6)
+    start = CodeParam(prior, target.input_spec, init="stats", init_std=1.0).init([0], torch.device("cpu"),
+                                                                                 torch.float32)
+    torch.testing.assert_close(start[0], prior.mean + torch.randn(16, generator=torch.Generator().manual_seed(0))
+                               * prior.std)
+    assert not torch.equal(a.params[0], a.params[1])  # seeds 0 and 1 of one unit end apart
+
+
+def test_stats_method_raises_output_units_of_the_shipped_model_from_random_codes():
+    from dgn_am.priors import load_prior
+
+    model, shipped = load_model("fmnist-caffenet"), load_prior("fmnist-fc6")
+    method = dataclasses.replace(get_method("dgn-am-stats"), steps=40)
+    units = parse_units("fc8:0,5")
+    result, items = synthesize(model, units, [0, 1], method, prior=shipped)
+    param = CodeParam(shipped, model.input_spec, init="stats", init_std=1.0)
+    start = model(param.to_image(param.init([0, 1, 0, 1], torch.device("cpu"), torch.float32)))
+    before = start[torch.arange(4), torch.tensor([u.index for u, _ in items])]
+    assert (result.activations > before + 1.0).all()
