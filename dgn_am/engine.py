@@ -96,6 +96,9 @@ class Result:
     params: torch.Tensor
     seeds: list[int]
     settings: dict = field(default_factory=dict)
+    # failed[b]: None, or why item b stopped early ("non-finite gradient at step 3"): its p was frozen at the last
+    # finite point before that step, so its image is the last good one. Empty when not filled in (older callers).
+    failed: list[str | None] = field(default_factory=list)
 
 
 def centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -115,6 +118,23 @@ def check_samples(samples: int, transforms: Sequence, who: str = "maximize") -> 
     if samples < 1 or (samples > 1 and not transforms):
         raise ValueError(f"{who}: samples must be >= 1, and > 1 only with transforms to draw copies from; got "
                          f"samples={samples} with {len(transforms)} transforms")
+
+
+def non_finite_items(total: torch.Tensor, grad: torch.Tensor) -> list[tuple[int, str]]:
+    """[(item, what)] for the items whose objective total (B,) or ascent direction grad (B, ...) holds a NaN or an
+    infinity; what is "objective" or "gradient"."""
+    bad_total = ~torch.isfinite(total.detach())
+    bad_grad = ~torch.isfinite(grad).flatten(1).all(1)
+    return [(b, "objective" if bool(bad_total[b]) else "gradient")
+            for b in torch.nonzero(bad_total | bad_grad).flatten().tolist()]
+
+
+def require_grad(total: torch.Tensor) -> None:
+    """A clear error for a model whose output carries no gradient (forward under torch.no_grad, .detach(), ...)."""
+    if not total.requires_grad:
+        raise ValueError("the objective carries no gradient back to the image: the model's forward pass runs under "
+                         "torch.no_grad or detaches its output; activation maximization needs a differentiable model "
+                         "(remove the no_grad/detach from its forward)")
 
 
 def run_seed(seeds: Sequence[int]) -> int:
@@ -178,7 +198,9 @@ def maximize(
         opt = torch.optim.Adam([p], lr=step_rule.lr)
     elif step_rule.kind == "momentum":
         opt = torch.optim.SGD([p], lr=step_rule.lr, momentum=step_rule.momentum)
-    history = torch.empty(steps, len(seeds))
+    history = torch.full((steps, len(seeds)), float("nan"))
+    failed: list[str | None] = [None] * batch
+    frozen = torch.zeros(batch, dtype=torch.bool, device=p.device)  # items stopped by a non-finite value
     for i in range(steps):
         x = param.to_image(p)
         xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
@@ -189,7 +211,15 @@ def maximize(
         total = score
         for pen in penalties:
             total = total - pen(x, p)
+        require_grad(total)
         (grad,) = torch.autograd.grad(total.sum(), p)  # ascent direction of (score - penalties)
+        for b, what in non_finite_items(total, grad):  # freeze the item at this step's (last finite) point
+            if not frozen[b]:
+                failed[b] = f"non-finite {what} at step {i}"
+            frozen[b] = True
+        keep = p.detach().clone()  # the point this step starts from: an item that fails goes back to it
+        if frozen.any():
+            grad = torch.where(frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
         lr = step_rule.lr_at(i, steps)
         with torch.no_grad():
             if opt is not None:
@@ -211,10 +241,19 @@ def maximize(
             ctx = StepContext(i, steps, grad, param, score_fn, start, memo, score_each)
             for op in operators:
                 op(p, ctx)
-        history[i] = score.detach().float().cpu()
+            for b in torch.nonzero(~torch.isfinite(p).flatten(1).all(1)).flatten().tolist():
+                if not frozen[b]:  # a finite gradient, but the step (lr, optimizer, operators) overflowed
+                    failed[b] = f"non-finite update at step {i}"
+                frozen[b] = True
+            if frozen.any():
+                p[frozen] = keep[frozen]
+        history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
         if progress is not None:
             progress(i, steps, history[i])
+        if bool(frozen.all()):
+            break
     with torch.no_grad():
         images = param.to_image(p).detach()
         final = score_fn(images).detach()
-    return Result(images=images, activations=final, history=history, params=p.detach(), seeds=list(seeds))
+    return Result(images=images, activations=final, history=history, params=p.detach(), seeds=list(seeds),
+                  failed=failed)

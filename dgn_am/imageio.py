@@ -1,4 +1,5 @@
-"""Reading and writing images. Tensors are (C, H, W) or (B, C, H, W) with values in [0, 1]; files are 8-bit PNG.
+"""Reading and writing images. Tensors are (C, H, W) or (B, C, H, W) with values in [0, 1]; files written are 8-bit
+PNG; files read may be 8- or 16-bit (grey, RGB, RGBA, palette), each read at its real depth.
 
 Writes are atomic (a temporary file, then rename), so an interrupted run never leaves a half-written file.
 """
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dgn_am import png16
 from dgn_am.models.spec import InputSpec
 
 
@@ -60,10 +62,7 @@ def make_grid(images: torch.Tensor, rows: int, pad: int = 2, fill: float = 1.0) 
     return grid
 
 
-def load_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
-    """Read an image file and fit it to a model: convert to its channels, resize the shorter side and centre-crop
-    to its size. Returns (1, C, H, W) in [0, 1]."""
-    path = Path(path)
+def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
@@ -71,12 +70,76 @@ def load_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
         im.load()
     except Exception as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
-    im = im.convert("L" if spec.channels == 1 else "RGB")
-    h, w = spec.size
+    return im
+
+
+def _deep_pixels(path: Path, im: Image.Image) -> np.ndarray | None:
+    """(H, W, C) float32 in [0, 1] for images deeper than 8 bits (alpha dropped), or None for 8-bit images, which
+    Pillow converts exactly. 16-bit grey comes from Pillow; 16-bit colour PNGs, which Pillow cuts to 8 bits, are
+    decoded by dgn_am.png16."""
+    head = png16.header(path) if im.format == "PNG" else None
+    if head is not None and head.bit_depth == 16 and head.colour_type in (2, 4, 6):
+        if head.interlace:
+            raise ValueError(f"cannot read {path} at its 16-bit depth: interlaced 16-bit colour PNGs are not "
+                             "supported; save it without interlacing (or as 8-bit)")
+        samples = png16.decode_16bit(path).astype(np.float32) / 65535.0
+        return samples[..., :1] if head.colour_type == 4 else samples[..., :3]
+    if im.mode.startswith("I;16"):
+        return (np.asarray(im).astype(np.float32) / 65535.0)[..., None]
+    if im.mode == "I":  # 32-bit integer storage; 16-bit data in practice (older Pillow's 16-bit PNGs, TIFFs)
+        arr = np.asarray(im).astype(np.float64)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"cannot read {path}: 32-bit integer pixels outside 0-65535 are not supported; "
+                             "save it as an 8- or 16-bit image")
+        return (arr / 65535.0).astype(np.float32)[..., None]
+    if im.mode == "F":
+        arr = np.asarray(im).astype(np.float32)
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"cannot read {path}: float pixels must be finite and in [0, 1]")
+        return arr[..., None]
+    return None
+
+
+def _fit(channels: list[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
+    """Resize the shorter side to the target (bilinear) and centre-crop to size (H, W); every image the same."""
+    h, w = size
+    im = channels[0]
     s = max(h / im.height, w / im.width)
-    im = im.resize((max(w, round(im.width * s)), max(h, round(im.height * s))), Image.BILINEAR)
-    left, top = (im.width - w) // 2, (im.height - h) // 2
-    im = im.crop((left, top, left + w, top + h))
-    arr = np.asarray(im, dtype=np.float32) / 255.0
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    new = (max(w, round(im.width * s)), max(h, round(im.height * s)))
+    left, top = (new[0] - w) // 2, (new[1] - h) // 2
+    return [c.resize(new, Image.BILINEAR).crop((left, top, left + w, top + h)) for c in channels]
+
+
+def load_image(path: str | Path, spec: InputSpec) -> torch.Tensor:
+    """Read an image file and fit it to a model: convert to its channels, resize the shorter side and centre-crop
+    to its size. Returns (1, C, H, W) in [0, 1].
+
+    Every sample is read at its real depth: 8-bit files (grey, RGB, RGBA, palette, 1-bit) through Pillow's
+    conversions, 16-bit files (grey, grey + alpha, RGB, RGBA PNGs; 16-bit grey TIFFs) divided by 65535 and resized
+    in floating point. Alpha is dropped, as Pillow does; colour to grey is ITU-R 601 luma (0.299 R + 0.587 G +
+    0.114 B)."""
+    path = Path(path)
+    im = _open(path)
+    deep = _deep_pixels(path, im)
+    if deep is None:  # 8 bits: Pillow's exact conversions, unchanged
+        (im,) = _fit([im.convert("L" if spec.channels == 1 else "RGB")], spec.size)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return torch.from_numpy(arr.copy()).unsqueeze(0)
+    if spec.channels == 1 and deep.shape[2] == 3:
+        deep = deep @ np.array([[0.299], [0.587], [0.114]], dtype=np.float32)  # (H, W, 1)
+    elif spec.channels == 3 and deep.shape[2] == 1:
+        deep = np.repeat(deep, 3, axis=2)
+    planes = _fit([Image.fromarray(np.ascontiguousarray(deep[..., c]), "F") for c in range(deep.shape[2])],
+                  spec.size)
+    arr = np.stack([np.asarray(p, dtype=np.float32) for p in planes]).clip(0.0, 1.0)  # (C, H, W)
     return torch.from_numpy(arr.copy()).unsqueeze(0)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as it is, (C, H, W) in [0, 1] with C = 1 (grey) or 3 (colour; alpha dropped); no resizing."""
+    path = Path(path)
+    im = _open(path)
+    grey = im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+    return load_image(path, InputSpec((im.height, im.width), 1 if grey else 3, (0.0,) * (1 if grey else 3),
+                                      (1.0,) * (1 if grey else 3)))[0]

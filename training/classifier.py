@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgn_am.errors import finite_float
 from dgn_am.models.loading import ARCHITECTURES, write_state_dict
 from dgn_am.models.spec import InputSpec
 from training.loggers import LOGGERS, make_logger
@@ -78,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="fmnist-caffenet", choices=sorted(ARCHITECTURES), help="architecture")
     p.add_argument("--out", required=True, help="output weights file (.safetensors)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate of the one-cycle SGD schedule")
+    p.add_argument("--lr", type=finite_float, default=0.05, help="peak learning rate of the one-cycle SGD schedule")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgn_am.errors import finite_float
+
 EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.png          the map (sequential colours for non-negative maps, blue-white-red for signed ones)
   UNIT_METHOD_overlay.png  the map over the input image
@@ -159,11 +161,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--patch", type=int, default=None,
                    help="occlusion: patch side in pixels (default: a seventh of the image side, 4 for 28 px)")
     p.add_argument("--stride", type=int, default=None, help="occlusion: patch stride in pixels (default: patch / 2)")
-    p.add_argument("--baseline", type=float, default=0.0,
+    p.add_argument("--baseline", type=finite_float, default=0.0,
                    help="occlusion: value written into the patch, in [0, 1] image units (default: %(default)s)")
     p.add_argument("--stop-layer", default=None, help="excitation backprop: layer to read the map at "
                    "(default: input, the image itself)")
-    p.add_argument("--alpha", type=float, default=0.8,
+    p.add_argument("--alpha", type=finite_float, default=0.8,
                    help="opacity of the map's strongest pixels in the overlay (default: %(default)s)")
     p.add_argument("--scale", type=int, default=None, help="enlarge PNGs by this factor (default: to >= 112 px)")
     p.add_argument("--out", required=True, help="output folder")
