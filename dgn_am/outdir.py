@@ -91,6 +91,19 @@ class OutputFolder:
         self._created: Path | None = None
         self._lock_fd: int | None = None
 
+    def precheck(self) -> None:
+        """The checks of open() that need no lock, for a command to fail fast before a long computation; open()
+        makes them again under the lock."""
+        _check_out_path(self.out)
+        if self.out.is_dir() and any(self.out.iterdir()) and not (self.overwrite or self.resume):
+            raise UsageError(self._not_empty())
+
+    def _not_empty(self) -> str:
+        n = len(list(self.out.iterdir()))
+        return (f"--out {self.out} is not empty ({n} entries); pass --overwrite to replace it" +
+                (", --resume to compute only what its manifest lacks" if self.manifest else "") +
+                ", or choose another folder")
+
     # ---- the lock ----
 
     def _lock_path(self) -> Path:
@@ -150,9 +163,7 @@ class OutputFolder:
             self._recover()
             existing = sorted(self.out.iterdir()) if self.out.is_dir() else []
             if existing and not (self.overwrite or self.resume):
-                raise UsageError(f"--out {self.out} is not empty ({len(existing)} entries); pass --overwrite to "
-                                 "replace it" + (", --resume to compute only what its manifest lacks"
-                                                 if self.manifest else "") + ", or choose another folder")
+                raise UsageError(self._not_empty())
             if self.resume and existing and self.manifest:
                 if not (self.out / self.manifest).is_file():
                     raise UsageError(f"cannot --resume {self.out}: it has no {self.manifest}; use --overwrite "

@@ -34,6 +34,10 @@ def cmd_benchmark(args) -> int:
 
     from dgn_am.evaluation.benchmark import BenchmarkConfig, run_benchmark
 
+    from dgn_am.outdir import OutputFolder
+
+    folder = OutputFolder(args.out, overwrite=args.overwrite, manifest=None)
+    folder.precheck()  # before the long run, and again under the lock when writing
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
     config = BenchmarkConfig(model=args.model, weights=args.weights, units=args.units, methods=methods,
@@ -50,10 +54,11 @@ def cmd_benchmark(args) -> int:
 
         results = run_benchmark(config, progress=progress)
     command = "dgn-am " + " ".join(_rebuild(args))
+    with folder:  # written in a temporary folder, renamed into place when complete
+        write_outputs(results, folder.path, command, _commit())
+        if args.wandb:
+            _log_wandb(results, folder.path, quiet=args.quiet)
     out = Path(args.out)
-    write_outputs(results, out, command, _commit())
-    if args.wandb:
-        _log_wandb(results, out, quiet=args.quiet)
     if not args.quiet:
         failed = [m for m, e in results["methods"].items() if e.get("error")]
         print(f"wrote results.json, results.csv, table.md, figure.png to {out}" +
@@ -110,14 +115,16 @@ def add_commands(sub) -> None:
     p.add_argument("--no-calibration", action="store_true", help="skip the metric calibration")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
     p.add_argument("--wandb", action="store_true", help="also log the table to wandb, offline (wandb sync later)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (written in a temporary folder beside it, renamed "
+                   "into place when complete)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_benchmark)
 
 
 def _rebuild(args) -> list[str]:
     """The command line, rebuilt from the parsed arguments (every setting explicit), for the table's label."""
-    skip = {"func", "command", "quiet", "wandb"}
+    skip = {"func", "command", "quiet", "wandb", "overwrite"}
     out = ["benchmark"]
     for k, v in vars(args).items():
         if k in skip or v is None or v is False:
