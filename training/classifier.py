@@ -16,7 +16,7 @@ from dgn_am.errors import ArgumentParser, UsageError, bounded_int, finite_float
 from dgn_am.models.loading import ARCHITECTURES, write_state_dict
 from dgn_am.models.spec import InputSpec
 from training.loggers import LOGGERS, make_logger
-from training.resume import WEIGHTS_ONLY, AtomicCheckpointIO, checkpoint_step, resume_path
+from training.resume import WEIGHTS_ONLY, AtomicCheckpointIO, resume_path, resume_record
 
 
 def augment(x: torch.Tensor, pad: int = 2, flip: bool = True) -> torch.Tensor:
@@ -92,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images (smoke tests)")
     p.add_argument("--logger", default="csv", choices=LOGGERS)
     p.add_argument("--log-dir", default="runs")
+    p.add_argument("--log-every", type=int, default=50, help="log the training loss every N steps (default: 50)")
     p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go, last.ckpt among them "
                    "(default: LOG_DIR/OUT_NAME/checkpoints)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save last.ckpt every N training steps "
@@ -121,6 +122,7 @@ def _check_args(args) -> Path:
     bounded_int(args.batch_size, "--batch-size", 1, 65_536)
     bounded_int(args.image_size, "--image-size", 1, 4096)
     bounded_int(args.checkpoint_every, "--checkpoint-every", 0)
+    bounded_int(args.log_every, "--log-every", 1)
     if args.limit is not None:
         bounded_int(args.limit, "--limit", 1)
     if args.threads is not None:
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     out = _check_args(args)
     ckpt_path = resume_path(args.ckpt_path, "--ckpt-path")
+    resumed_from = resume_record(ckpt_path)  # read now: the run's own checkpoints may replace the file
     if args.threads:
         torch.set_num_threads(args.threads)
     L.seed_everything(args.seed, workers=True)
@@ -162,13 +165,13 @@ def main(argv: list[str] | None = None) -> dict:
                                   save_last=True, every_n_train_steps=args.checkpoint_every or None)
     trainer = L.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, devices=args.devices,
                         strategy=args.strategy, logger=make_logger(args.logger, args.log_dir, out.stem),
-                        deterministic=True, callbacks=[checkpoints], plugins=[AtomicCheckpointIO()])
+                        deterministic=True, callbacks=[checkpoints], plugins=[AtomicCheckpointIO()],
+                        log_every_n_steps=args.log_every)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=WEIGHTS_ONLY)
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
     meta = {"arch": args.arch, "input_spec": spec.to_dict(), "num_classes": num_classes, "seed": args.seed,
             "epochs": args.epochs, "steps": trainer.global_step, "test_acc": round(float(test["test/acc"]), 4),
-            "resumed_from": None if ckpt_path is None else dict(zip(("epoch", "global_step"),
-                                                                    checkpoint_step(ckpt_path)), path=ckpt_path),
+            "resumed_from": resumed_from,
             "command": "dgn-am train-classifier " + " ".join(argv)}
     if trainer.is_global_zero:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         """Loads with weights_only=True unless the caller explicitly asks otherwise (nothing in training/ does)."""
         kwargs = {} if map_location is None else {"map_location": map_location}
-        return super().load_checkpoint(path, weights_only=WEIGHTS_ONLY if weights_only is None else weights_only,
-                                       **kwargs)
+        try:
+            return super().load_checkpoint(path, weights_only=WEIGHTS_ONLY if weights_only is None else weights_only,
+                                           **kwargs)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            raise unsafe_checkpoint(path, e) from None
 
 
 def resume_path(path: str | Path | None, flag: str = "--ckpt_path") -> str | None:
@@ -64,7 +68,28 @@ def resume_path(path: str | Path | None, flag: str = "--ckpt_path") -> str | Non
     return str(p)
 
 
+def unsafe_checkpoint(path: str | Path, e: Exception) -> UsageError:
+    """The one-line error for a checkpoint that does not load with weights_only=True, or does not load at all."""
+    reason = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, pickle.UnpicklingError):
+        return UsageError(f"checkpoint {path} does not load safely (weights only: it holds objects that would run "
+                          f"code: {reason[-300:]}); resume only from checkpoints written by dgn-am train-*")
+    return UsageError(f"checkpoint {path} cannot be read ({reason[:300]}); is it a whole .ckpt file?")
+
+
 def checkpoint_step(path: str | Path) -> tuple[int, int]:
     """(epoch, global_step) stored in a Lightning checkpoint, read safely."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return int(ckpt["epoch"]), int(ckpt["global_step"])
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return int(ckpt["epoch"]), int(ckpt["global_step"])
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, TypeError) as e:
+        raise unsafe_checkpoint(path, e) from None
+
+
+def resume_record(path: str | None) -> dict | None:
+    """{"path", "epoch", "global_step"} of the checkpoint a run resumes from (for the exported file's provenance),
+    or None for a run from scratch."""
+    if path is None:
+        return None
+    epoch, step = checkpoint_step(path)
+    return {"path": path, "epoch": epoch, "global_step": step}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from dgn_am.errors import UsageError
 from dgn_am.priors import bank_indices, code_stats, save_prior
 from training.prior import PriorModule
-from training.resume import WEIGHTS_ONLY, AtomicCheckpointIO, checkpoint_step, resume_path
+from training.resume import WEIGHTS_ONLY, AtomicCheckpointIO, resume_path, resume_record
 
 
 class PriorCLI(LightningCLI):
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     cfg = cli.config
     _check_out(cfg.get("out"))
     ckpt_path = resume_path(cfg.get("ckpt_path"))
+    resumed_from = resume_record(ckpt_path)  # read now: the run's own checkpoints may replace the file
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=WEIGHTS_ONLY)
     if not cfg.get("out") or not cli.trainer.is_global_zero:
         return None
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     logged = {k: round(float(v), 5) for k, v in cli.trainer.callback_metrics.items()}
     provenance = {"command": "dgn-am train-prior " + " ".join(argv), "seed": cfg.get("seed_everything"),
                   "epochs": cli.trainer.current_epoch, "steps": cli.trainer.global_step, "final_metrics": logged,
-                  "resumed_from": None if ckpt_path is None else dict(zip(("epoch", "global_step"),
-                                                                          checkpoint_step(ckpt_path)), path=ckpt_path),
+                  "resumed_from": resumed_from,
                   "hparams": dict(cli.model.hparams)}
     meta = export(cli.model, datamodule, Path(cfg["out"]), cfg["k"], cfg["nonnegative"], provenance)
     print(json.dumps({k: meta[k] for k in ("test_reconstruction", "final_metrics")}))
