@@ -129,12 +129,16 @@ def non_finite_items(total: torch.Tensor, grad: torch.Tensor) -> list[tuple[int,
             for b in torch.nonzero(bad_total | bad_grad).flatten().tolist()]
 
 
-def require_grad(total: torch.Tensor) -> None:
-    """A clear error for a model whose output carries no gradient (forward under torch.no_grad, .detach(), ...)."""
-    if not total.requires_grad:
-        raise ValueError("the objective carries no gradient back to the image: the model's forward pass runs under "
-                         "torch.no_grad or detaches its output; activation maximization needs a differentiable model "
-                         "(remove the no_grad/detach from its forward)")
+NO_GRADIENT = ("the objective carries no gradient back to the image: the model's forward pass runs under "
+               "torch.no_grad or detaches its output; activation maximization needs a differentiable model "
+               "(remove the no_grad/detach from its forward)")
+
+
+def require_grad(total: torch.Tensor | None) -> None:
+    """A clear error for a model whose output carries no gradient (forward under torch.no_grad, .detach(), ...).
+    total: the objective, or the gradient autograd.grad(..., allow_unused=True) returned (None: not connected)."""
+    if total is None or not total.requires_grad:
+        raise ValueError(NO_GRADIENT)
 
 
 def run_seed(seeds: Sequence[int]) -> int:
@@ -212,7 +216,9 @@ def maximize(
         for pen in penalties:
             total = total - pen(x, p)
         require_grad(total)
-        (grad,) = torch.autograd.grad(total.sum(), p)  # ascent direction of (score - penalties)
+        (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
+        if grad is None:
+            raise ValueError(NO_GRADIENT)
         for b, what in non_finite_items(total, grad):  # freeze the item at this step's (last finite) point
             if not frozen[b]:
                 failed[b] = f"non-finite {what} at step {i}"
