@@ -203,6 +203,8 @@ def cmd_synthesize(args) -> int:
     from tqdm import tqdm
 
     _check_counts(args)
+    if args.name is not None:
+        check_name(args.name)
     method = _base_method(args)
     model = _load(args)
     method = _compose(method, args, model).with_overrides(steps=args.steps, lr=args.lr)

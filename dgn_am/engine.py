@@ -215,7 +215,7 @@ def maximize(
         total = score
         for pen in penalties:
             total = total - pen(x, p)
-        require_grad(total)
+        require_grad(score)  # the model must pass a gradient back (a penalty alone would hide it)
         (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
         if grad is None:
             raise ValueError(NO_GRADIENT)

@@ -143,3 +143,42 @@ def png_bytes(samples: np.ndarray, colour_type: int, bit_depth: int = 8, palette
     head = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0))
     return (b"\x89PNG\r\n\x1a\n" + head + (chunk(b"PLTE", palette) if palette else b"") +
             chunk(b"IDAT", zlib.compress(b"".join(out))) + chunk(b"IEND", b""))
+
+
+class Poison(nn.Module):
+    """(B, 3) -> (B, 3) with column 1 NaN and column 2 +inf; column 0 passes through with a finite gradient
+    (torch.where sends no gradient through the replaced entries)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        col = torch.arange(x.shape[1], device=x.device)
+        x = torch.where(col == 1, torch.full_like(x, float("nan")), x)
+        return torch.where(col == 2, torch.full_like(x, float("inf")), x)
+
+
+class NonFiniteNet(TinyConvNet):
+    """TinyConvNet followed by layer `out` (Poison): out:0 is healthy, out:1 is NaN and out:2 is +inf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = Poison()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(super().forward(x))
+
+
+def non_finite_factory() -> NonFiniteNet:
+    torch.manual_seed(7)
+    return NonFiniteNet()
+
+
+class NoGradNet(TinyConvNet):
+    """TinyConvNet whose forward runs under torch.no_grad: nothing it outputs has a gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return super().forward(x)
+
+
+def no_grad_factory() -> NoGradNet:
+    torch.manual_seed(7)
+    return NoGradNet()
