@@ -77,15 +77,17 @@ class OutputFolder:
     """The --out folder of one run: locked, written in a temporary folder beside it, renamed into place at the end.
 
     out: the folder to produce; overwrite: replace a non-empty out; resume: keep out's files (hard links, so
-    the originals are never changed) and read its manifest into `previous`.
+    the originals are never changed) and read its manifest into `previous`; keep_others: with overwrite, keep the
+    entries of out that this run does not write (for commands with fixed file names, such as the benchmark, whose
+    folder may hold other results).
     """
 
     def __init__(self, out: str | Path, overwrite: bool = False, resume: bool = False,
-                 manifest: str | None = MANIFEST) -> None:
+                 manifest: str | None = MANIFEST, keep_others: bool = False) -> None:
         if overwrite and resume:
             raise UsageError("give --overwrite (replace the folder) or --resume (complete it), not both")
         self.out = Path(out)
-        self.overwrite, self.resume, self.manifest = overwrite, resume, manifest
+        self.overwrite, self.resume, self.manifest, self.keep_others = overwrite, resume, manifest, keep_others
         self.previous: list[dict] = []
         self.path: Path | None = None  # the temporary folder, while open
         self._created: Path | None = None
@@ -170,7 +172,7 @@ class OutputFolder:
                                      "to replace it, or choose another folder")
                 self.previous = read_manifest(self.out / self.manifest)
             self.path = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.tmp-"))
-            if self.resume and existing:
+            if existing and (self.resume or self.keep_others):
                 shutil.copytree(self.out, self.path, copy_function=_link_or_copy, dirs_exist_ok=True)
         except BaseException:
             self.discard()

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"only {evaluators} of the default evaluators have checkpoints", file=sys.stderr)
     return dgn_am_main(["benchmark", "--model", "fmnist-caffenet", "--units", "fc8:0-9", "--methods", ",".join(methods),
                         "--seeds", str(args.seeds), "--steps", str(args.steps), "--evaluators", ",".join(evaluators),
-                        "--n-boot", str(args.n_boot), "--out", args.out])
+                        "--n-boot", str(args.n_boot), "--out", args.out, "--overwrite"])
 
 
 if __name__ == "__main__":

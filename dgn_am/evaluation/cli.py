@@ -36,7 +36,7 @@ def cmd_benchmark(args) -> int:
 
     from dgn_am.outdir import OutputFolder
 
-    folder = OutputFolder(args.out, overwrite=args.overwrite, manifest=None)
+    folder = OutputFolder(args.out, overwrite=args.overwrite, manifest=None, keep_others=True)
     folder.precheck()  # before the long run, and again under the lock when writing
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
@@ -117,7 +117,8 @@ def add_commands(sub) -> None:
     p.add_argument("--wandb", action="store_true", help="also log the table to wandb, offline (wandb sync later)")
     p.add_argument("--out", required=True, help="output folder (written in a temporary folder beside it, renamed "
                    "into place when complete)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing the files "
+                   "this command writes and keeping the others (e.g. another benchmark in a subfolder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_benchmark)
 
