@@ -38,6 +38,13 @@ def cmd_benchmark(args) -> int:
 
     folder = OutputFolder(args.out, overwrite=args.overwrite, manifest=None, keep_others=True)
     folder.precheck()  # before the long run, and again under the lock when writing
+    from dgn_am.cli import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_device
+    from dgn_am.errors import bounded_int
+
+    check_device(args.device)
+    bounded_int(args.seeds, "--seeds", 1, MAX_IMAGES)
+    bounded_int(args.first_seed, "--first-seed", 0, MAX_SEED - args.seeds + 1)
+    bounded_int(args.steps, "--steps", 1, MAX_STEPS)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
     config = BenchmarkConfig(model=args.model, weights=args.weights, units=args.units, methods=methods,
