@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -13,7 +14,8 @@ import torch
 from dgn_am.errors import (ArgumentParser, ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, report,
                            strict_dumps, strict_loads)
 from dgn_am.models.spec import InputSpec
-from dgn_am.outdir import OutputFolder, check_name
+from dgn_am.manifest import kept_rows, manifest_row, run_signature
+from dgn_am.outdir import OutputFolder, check_name, file_part
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -58,7 +60,7 @@ def _file_stem(unit, seed: int, method: str) -> str:
         where = f"_at{unit.spatial[0]}-{unit.spatial[1]}"
     elif unit.spatial == "mean" and unit.layer:
         where = "_mean"
-    return f"{unit.layer.replace('.', '-')}_u{unit.index}{where}_s{seed}_{method}"
+    return f"{file_part(unit.layer.replace('.', '-'))}_u{unit.index}{where}_s{seed}_{method}"
 
 
 def _output_layer(model, layer: str) -> bool:
@@ -169,33 +171,6 @@ def _check_method(method) -> None:
         raise UsageError(f"method setting {bad} is not a finite number; give a finite value")
 
 
-def _row_signature(row: dict) -> dict:
-    """What a manifest row must share with this run for --resume to keep it."""
-    settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
-    return {"name": row.get("method"), "model": row.get("model"), "weights": settings.get("weights"),
-            "prior": settings.get("prior"), "init_image": settings.get("init_image"), "method": settings.get("method")}
-
-
-def _kept_rows(previous: list[dict], expected: dict, signature: dict, out: Path) -> dict:
-    """--resume: {(address, seed): row} for the finished items of the old manifest. Refuses a manifest made with
-    other settings or holding items this run does not make. expected: {(address, seed): file name}."""
-    kept = {}
-    for row in previous:
-        settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
-        key = (settings.get("address"), row.get("seed"))
-        if key not in expected or row.get("method") != signature["name"]:
-            raise UsageError(f"cannot --resume {out}: its manifest holds {key[0]} seed {key[1]} "
-                             f"({row.get('method')}), which this run does not make; give the same or more "
-                             "--units/--seeds and the same method, or use --overwrite")
-        differs = [k for k, v in signature.items() if _row_signature(row)[k] != v]
-        if differs:
-            raise UsageError(f"cannot --resume {out}: its manifest was made with other settings ({', '.join(differs)}"
-                             " differ); rerun with the same flags, or use --overwrite")
-        if row.get("failed") is None and row.get("path") == expected[key]:
-            kept[key] = row
-    return kept
-
-
 def cmd_synthesize(args) -> int:
     from dgn_am.imageio import atomic_write, make_grid, read_image, save_image
     from dgn_am.layers import check_units, parse_units
@@ -212,7 +187,7 @@ def cmd_synthesize(args) -> int:
     units = [u for spec in args.units for u in parse_units(spec)]
     bounded_int(len(units) * args.seeds, "the number of images (units x --seeds)", 1, MAX_IMAGES)
     check_units(model, units)  # every error is raised before anything is written
-    repeated = sorted({str(u) for u in units if [str(v) for v in units].count(str(u)) > 1})
+    repeated = sorted(a for a, n in Counter(str(u) for u in units).items() if n > 1)
     if repeated:
         raise UsageError(f"--units names {', '.join(repeated)} more than once; give each unit once")
     prior = None
@@ -224,14 +199,14 @@ def cmd_synthesize(args) -> int:
         method = _start_from_image(method, args.init_image, model, prior)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     files = {(str(u), s): f"{_file_stem(u, s, method.name)}.png" for u in units for s in seeds}
-    signature = {"name": method.name, "model": args.model, "weights": args.weights, "prior": args.prior,
-                 "init_image": args.init_image,
-                 "method": json.loads(strict_dumps(method.rescaled(model.input_spec.size).settings()))}
+    if len(set(files.values())) < len(files):  # layer names that differ only in characters a file name cannot hold
+        raise UsageError("two units would be written to the same file name; address them in separate runs")
+    signature = run_signature(args, method.name, method.rescaled(model.input_spec.size).settings())
     torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
     chunk = max(1, args.batch_size // len(seeds)) if args.batch_size else len(units)
     started = time.perf_counter()
     with OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume) as folder:
-        kept = _kept_rows(folder.previous, files, signature, Path(args.out))
+        kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
         todo = [lo for lo in range(0, len(units), chunk)  # the same chunks as a run from scratch: same results
                 if any((str(u), s) not in kept for u in units[lo: lo + chunk] for s in seeds)]
         rows, cells = dict(kept), {k: read_image(folder.file(r["path"])) for k, r in kept.items()}
@@ -247,7 +222,10 @@ def cmd_synthesize(args) -> int:
                     if key in kept:
                         continue
                     failed = result.failed[row] if result.failed else None
-                    record = _record(args, method, result, row, unit, seed, logits, model, files[key], failed)
+                    prob = None
+                    if failed is None and _output_layer(model, unit.layer):
+                        prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
+                    record = manifest_row(args, method, result, row, unit, seed, prob, files[key], failed)
                     if failed is None:
                         save_image(result.images[row], folder.file(files[key]))
                         cells[key] = result.images[row].cpu()
@@ -266,24 +244,10 @@ def cmd_synthesize(args) -> int:
                           "are marked in manifest.jsonl and left blank in grid.png (--resume retries them)")
     if not args.quiet:
         done = [r["activation"] for k, r in rows.items() if k not in kept]
-        print(f"wrote {len(done)} images ({len(kept)} kept), grid.png and manifest.jsonl to {args.out} "
+        note = f" ({len(kept)} kept)" if kept else ""
+        print(f"wrote {len(done)} images{note}, grid.png and manifest.jsonl to {args.out} "
               f"(mean activation {sum(done) / max(1, len(done)):.3f}, {time.perf_counter() - started:.1f}s)")
     return 0
-
-
-def _record(args, method, result, row: int, unit, seed: int, logits, model, path: str, failed: str | None) -> dict:
-    """One manifest row; a failed item has path, activation and prob null and says why in "failed"."""
-    prob = None
-    if failed is None and _output_layer(model, unit.layer):
-        prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
-    return {
-        "method": method.name, "model": args.model, "layer": unit.layer,
-        "unit": unit.index if unit.spatial in ("centre", None) else str(unit), "seed": seed,
-        "steps": method.steps, "activation": None if failed else float(result.activations[row]), "prob": prob,
-        "path": None if failed else path, "failed": failed,
-        "settings": {**result.settings, "weights": args.weights, "prior": args.prior, "address": str(unit),
-                     "device": args.device, "init_image": args.init_image},
-    }
 
 
 def cmd_layers(args) -> int:

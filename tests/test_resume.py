@@ -101,8 +101,8 @@ def test_resume_never_runs_code_from_a_checkpoint(tmp_path):
     code = ("import os, sys; os.environ['TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'] = '1';"
             "from training.resume import AtomicCheckpointIO;"
             f"AtomicCheckpointIO().load_checkpoint({str(ckpt)!r})")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**ENV, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**ENV, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
     assert proc.returncode != 0 and "does not load safely" in proc.stderr
     assert not (tmp_path / "PWNED").exists()
 
@@ -184,7 +184,8 @@ def _prior_config(tmp_path: Path, name: str) -> Path:
 @pytest.mark.slow
 def test_train_prior_killed_then_resumed(tmp_path):
     _image_folder(tmp_path / "images")  # 24 images: 18 for training, 4 per batch
-    whole = run(["train-prior", "--config", str(_prior_config(tmp_path, "a")), "--out", str(tmp_path / "a.safetensors")])
+    config_a = _prior_config(tmp_path, "a")
+    whole = run(["train-prior", "--config", str(config_a), "--out", str(tmp_path / "a.safetensors")])
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     out = tmp_path / "b.safetensors"

@@ -120,7 +120,8 @@ def cmd_dataset_views(args) -> int:
         for u in units:
             stem = _unit_stem(u)
             save_image(make_grid(images[top[u].indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
-            entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(), "values": top[u].values.tolist()}
+            entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(),
+                     "values": top[u].values.tolist()}
             if u in patches:
                 p = patches[u]
                 pscale = max(1, 112 // max(p.crops.shape[2:]))
