@@ -288,6 +288,11 @@ def cmd_code_stats(args) -> int:
 
     from dgn_am.priors import restat
 
+    if args.k <= 0:
+        raise UsageError(f"--k must be > 0, got {args.k}")
+    bounded_int(args.bank, "--bank", 0, MAX_IMAGES)
+    bounded_int(args.seed, "--seed", 0, MAX_SEED)
+
     if args.image_folder:
         from dgn_am.data import image_folder
         from dgn_am.imageio import load_image

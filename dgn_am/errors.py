@@ -66,6 +66,10 @@ def _os_message(e: OSError) -> str | None:
         return f"permission denied{where}; choose a path you can write to"
     if e.errno == errno.ENOTDIR:
         return f"a part of the path is a file, not a folder{where}; choose another path"
+    if e.errno == errno.EEXIST:
+        return f"a file is in the way where a folder is needed{where}; choose another path"
+    if e.errno == errno.EISDIR:
+        return f"a folder is in the way where a file is needed{where}; choose another path"
     if e.errno == errno.EROFS:
         return f"read-only file system{where}; choose a path you can write to"
     return None
@@ -79,7 +83,7 @@ def report(e: BaseException, prog: str, debug: bool = False) -> int:
     if debug:
         traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
     if isinstance(e, KeyboardInterrupt):
-        print(f"{prog}: interrupted; nothing was written to --out (a temporary folder, if any, was removed)",
+        print(f"{prog}: interrupted; nothing was written to --out (its temporary folder, if any, was removed)",
               file=sys.stderr)
         return INTERRUPTED
     if isinstance(e, ItemsFailed):
