@@ -159,9 +159,9 @@ class OutputFolder:
         _check_out_path(self.out)
         missing = [p for p in self.out.parents if not p.exists()]
         self._created = missing[-1] if missing else None  # the top folder this run creates, removed on failure
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._acquire()
         try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self._acquire()
             self._recover()
             existing = sorted(self.out.iterdir()) if self.out.is_dir() else []
             if existing and not (self.overwrite or self.resume):
@@ -191,11 +191,17 @@ class OutputFolder:
         """Put the temporary folder in place of out (the old out, if any, is moved aside and then removed)."""
         assert self.path is not None, "open() the folder first"
         old = None
-        if self.out.exists():
-            old = self.out.parent / f".{self.out.name}.old-{secrets.token_hex(6)}"
-            os.rename(self.out, old)
-        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder ordinary permissions
-        os.rename(self.path, self.out)
+        try:
+            os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder ordinary permissions
+            if self.out.exists():
+                old = self.out.parent / f".{self.out.name}.old-{secrets.token_hex(6)}"
+                os.rename(self.out, old)
+            os.rename(self.path, self.out)
+        except BaseException:
+            if old is not None and not self.out.exists():
+                os.rename(old, self.out)  # put the previous folder back
+            self.discard()
+            raise
         self.path = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
