@@ -108,3 +108,24 @@ def test_resume_reads_the_manifest_strictly(tmp_path):
     with pytest.raises(UsageError, match="has no manifest.jsonl"):
         OutputFolder(out, resume=True).open()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # each failed open released its lock
+
+
+def test_a_failed_rename_puts_the_previous_folder_back(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.png").write_bytes(b"old")
+    folder = OutputFolder(out, overwrite=True).open()
+    folder.file("new.png").write_bytes(b"new")
+    real, calls = os.rename, []
+
+    def rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # moving the new folder in fails (e.g. the disk vanished)
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError):
+        folder.commit()
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "old.png").read_bytes() == b"old"
