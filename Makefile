@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/dgn-am synthesize --model fmnist-caffenet --method dgn-am-class --units fc8:0-9 --seeds 4 --out out/demo
+	$(VENV)/bin/dgn-am synthesize --model fmnist-caffenet --method dgn-am-class --units fc8:0-9 --seeds 4 --out out/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -6,15 +6,16 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
 
+from dgn_am.errors import (ArgumentParser, ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, report,
+                           strict_dumps, strict_loads)
 from dgn_am.models.spec import InputSpec
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
+from dgn_am.manifest import kept_rows, manifest_row, run_signature
+from dgn_am.outdir import OutputFolder, check_name, file_part
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -26,11 +27,28 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
 
 
+def check_device(name: str) -> torch.device:
+    """torch.device(name), or a UsageError when it is malformed or not present on this machine."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif device.type not in ("cpu", "mps") or (device.type == "mps" and not torch.backends.mps.is_available()):
+        raise UsageError(f"--device {name} is not available here; use cpu" +
+                         (" or cuda" if torch.cuda.is_available() else ""))
+    return device
+
+
 def _load(args) -> torch.nn.Module:
     from dgn_am.models.loading import load_model
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device} asked for, but no CUDA device is available; use --device cpu")
+    check_device(args.device)
     if str(args.weights) == "random":
         torch.manual_seed(0)  # --weights random: the same network in every run and every command, not the RNG's
     return load_model(args.model, args.weights, device=args.device)
@@ -42,7 +60,7 @@ def _file_stem(unit, seed: int, method: str) -> str:
         where = f"_at{unit.spatial[0]}-{unit.spatial[1]}"
     elif unit.spatial == "mean" and unit.layer:
         where = "_mean"
-    return f"{unit.layer.replace('.', '-')}_u{unit.index}{where}_s{seed}_{method}"
+    return f"{file_part(unit.layer.replace('.', '-'))}_u{unit.index}{where}_s{seed}_{method}"
 
 
 def _output_layer(model, layer: str) -> bool:
@@ -96,10 +114,7 @@ def _base_method(args):
     path = Path(args.config)
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"config {path} is not valid JSON: {e}") from None
+    data = strict_loads(path.read_text(), f"config {path}")
     if isinstance(data, dict) and isinstance(data.get("method"), dict):
         data = data["method"]  # a manifest row's "settings" object
     return method_from_dict(data)
@@ -138,21 +153,48 @@ def _compose(method, args, model):
                                name=args.name or (f"{method.name}-custom" if changes else method.name))
 
 
+MAX_IMAGES = 100_000  # (unit, seed) pairs in one run: more is a typo, not an experiment
+MAX_STEPS = 1_000_000
+MAX_BATCH = 65_536
+MAX_SEED = 2**63 - 1  # seeds seed torch.Generator, which takes 64-bit integers
+
+
+def _check_counts(args) -> None:
+    """Seeds, steps and batch size within bounds, before anything is built from them."""
+    bounded_int(args.seeds, "--seeds", 1, MAX_IMAGES)
+    if args.steps is not None:
+        bounded_int(args.steps, "--steps", 1, MAX_STEPS)
+    bounded_int(args.first_seed, "--first-seed", 0, MAX_SEED - args.seeds + 1)
+    if not 0 <= args.batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size must be between 0 (all at once) and {MAX_BATCH}, got {args.batch_size}")
+
+
+def _check_method(method) -> None:
+    """The composed method has a safe name and only finite numbers (lr, init_std, penalty weights, ...)."""
+    check_name(method.name, "method name (--name, or \"name\" in --config)")
+    bad = non_finite_in(method.settings())
+    if bad:
+        raise UsageError(f"method setting {bad} is not a finite number; give a finite value")
+
+
 def cmd_synthesize(args) -> int:
-    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
+    from dgn_am.imageio import atomic_write, make_grid, read_image, save_image, save_labelled_grid
     from dgn_am.layers import check_units, parse_units
     from dgn_am.methods import synthesize
     from tqdm import tqdm
 
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    _check_counts(args)
+    if args.name is not None:
+        check_name(args.name)
     method = _base_method(args)
     model = _load(args)
     method = _compose(method, args, model)
     units = [u for spec in args.units for u in parse_units(spec)]
+    bounded_int(len(units) * args.seeds, "the number of images (units x --seeds)", 1, MAX_IMAGES)
     check_units(model, units)  # every error is raised before anything is written
+    repeated = sorted(a for a, n in Counter(str(u) for u in units).items() if n > 1)
+    if repeated:
+        raise UsageError(f"--units names {', '.join(repeated)} more than once; give each unit once")
     prior = None
     if method.parameterization == "code":
         from dgn_am.priors import load_prior
@@ -161,59 +203,67 @@ def cmd_synthesize(args) -> int:
     if args.init_image:
         method = _start_from_image(method, args.init_image, model, prior)
     method = method.with_overrides(steps=args.steps, lr=args.lr)
+    _check_method(method)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    files = {(str(u), s): f"{_file_stem(u, s, method.name)}.png" for u in units for s in seeds}
+    if len(set(files.values())) < len(files):  # layer names that differ only in characters a file name cannot hold
+        raise UsageError("two units would be written to the same file name; address them in separate runs")
+    signature = run_signature(args, method.name, method.rescaled(model.input_spec.size).settings())
     torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
-    records, images = [], []
     chunk = max(1, args.batch_size // len(seeds)) if args.batch_size else len(units)
     started = time.perf_counter()
-    with tqdm(total=method.steps * -(-len(units) // chunk), desc=f"{method.name}", unit="step",
-              disable=args.quiet) as bar:
-        for lo in range(0, len(units), chunk):
-            part = units[lo: lo + chunk]
-            result, items = synthesize(model, part, seeds, method, prior=prior,
-                                       progress=lambda i, n, s: (bar.update(1), bar.set_postfix(act=f"{s.mean():.2f}")))
-            with torch.no_grad():
-                logits = model(result.images)
-            for row, (unit, seed) in enumerate(items):
-                stem = _file_stem(unit, seed, method.name)
-                save_image(result.images[row], out / f"{stem}.png")
-                prob = None
-                if _output_layer(model, unit.layer):
-                    prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
-                records.append({
-                    "method": method.name, "model": args.model, "layer": unit.layer,
-                    "unit": unit.index if unit.spatial in ("centre", None) else str(unit), "seed": seed,
-                    "steps": method.steps, "activation": float(result.activations[row]),
-                    "activation_saved": float(result.saved_activations[row]), "prob": prob,
-                    "dead_start": bool(result.dead_start[row]), "stopped_at": result.stopped_at[row],
-                    "path": f"{stem}.png",
-                    "settings": {**result.settings, "weights": args.weights, "prior": args.prior,
-                                 "address": str(unit), "device": args.device,
-                                 "init_image": args.init_image},
-                })
-            images.append(result.images.cpu())
-    all_images = torch.cat(images)
-    spec = model.input_spec
-    scale = max(1, 112 // max(spec.size))
-    grid = make_grid(all_images, rows=len(units))
-    names = getattr(model, "class_names", None)
-    labels = [f"{u} {names[u.index]}" if names and u.index < len(names) and _output_layer(model, u.layer) else str(u)
-              for u in units]
-    save_labelled_grid(grid, labels, out / "grid.png", rows=len(units), scale=scale)
-    lines = "".join(json.dumps(r) + "\n" for r in records)
-    atomic_write(out / "manifest.jsonl", lambda tmp: Path(tmp).write_text(lines))
-    if not args.quiet:
-        mean_act = sum(r["activation"] for r in records) / len(records)
-        print(f"wrote {len(records)} images, grid.png and manifest.jsonl to {out} "
-              f"(mean activation {mean_act:.3f}, {time.perf_counter() - started:.1f}s)")
-    dead = sum(r["dead_start"] for r in records)
+    with OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume) as folder:
+        kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
+        todo = [lo for lo in range(0, len(units), chunk)  # the same chunks as a run from scratch: same results
+                if any((str(u), s) not in kept for u in units[lo: lo + chunk] for s in seeds)]
+        rows, cells = dict(kept), {k: read_image(folder.file(r["path"])) for k, r in kept.items()}
+        with tqdm(total=method.steps * len(todo), desc=f"{method.name}", unit="step", disable=args.quiet) as bar:
+            for lo in todo:
+                result, items = synthesize(model, units[lo: lo + chunk], seeds, method, prior=prior,
+                                           progress=lambda i, n, s: (bar.update(1),
+                                                                     bar.set_postfix(act=f"{s.nanmean():.2f}")))
+                with torch.no_grad():
+                    logits = model(result.images)
+                for row, (unit, seed) in enumerate(items):
+                    key = (str(unit), seed)
+                    if key in kept:
+                        continue
+                    failed = result.failed[row] if result.failed else None
+                    prob = None
+                    if failed is None and _output_layer(model, unit.layer):
+                        prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
+                    record = manifest_row(args, method, result, row, unit, seed, prob, files[key], failed)
+                    if failed is None:
+                        save_image(result.images[row], folder.file(files[key]))
+                        cells[key] = result.images[row].cpu()
+                    rows[key] = record
+        order = [(str(u), s) for u in units for s in seeds]
+        blank = torch.ones_like(next(iter(cells.values()))) if cells else None
+        if blank is not None:
+            grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(units))
+            names = getattr(model, "class_names", None)
+            labels = [f"{u} {names[u.index]}" if names and u.index < len(names) and _output_layer(model, u.layer)
+                      else str(u) for u in units]
+            save_labelled_grid(grid, labels, folder.file("grid.png"), rows=len(units),
+                               scale=max(1, 112 // max(model.input_spec.size)))
+        lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
+        atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
+    dead = sum(bool(r.get("dead_start")) for r in rows.values())
     if dead:
-        print(f"warning: {dead} of {len(records)} items were dead starts (objective and gradient both 0 at the "
-              "start, flagged dead_start in the manifest): nothing moved them, so their images are not preferred "
-              "inputs. Try reading the unit before its ReLU (drop '+relu'), other seeds (--first-seed), or a "
-              "method that starts from real images (--method dgn-am-class)", file=sys.stderr)
+        print(f"warning: {dead} of {len(rows)} items were dead starts (objective and gradient both 0 at the start, "
+              "flagged dead_start in the manifest): nothing moved them, so their images are not preferred inputs. "
+              "Try reading the unit before its ReLU (drop '+relu'), other seeds (--first-seed), or a method that "
+              "starts from real images (--method dgn-am-class)", file=sys.stderr)
+    failures = [f"{r['settings']['address']} seed {r['seed']}: {r['failed']}" for r in rows.values() if r["failed"]]
+    if failures:
+        raise ItemsFailed(f"{len(failures)} of {len(rows)} items failed ({'; '.join(failures[:3])}"
+                          f"{'; ...' if len(failures) > 3 else ''}); the rest are in {args.out}, the failed ones "
+                          "are marked in manifest.jsonl and left blank in grid.png (--resume retries them)")
+    if not args.quiet:
+        done = [r["activation"] for k, r in rows.items() if k not in kept]
+        note = f" ({len(kept)} kept)" if kept else ""
+        print(f"wrote {len(done)} images{note}, grid.png and manifest.jsonl to {args.out} "
+              f"(mean activation {sum(done) / max(1, len(done)):.3f}, {time.perf_counter() - started:.1f}s)")
     return 0
 
 
@@ -259,6 +309,11 @@ def cmd_code_stats(args) -> int:
 
     from dgn_am.priors import restat
 
+    if args.k <= 0:
+        raise UsageError(f"--k must be > 0, got {args.k}")
+    bounded_int(args.bank, "--bank", 0, MAX_IMAGES)
+    bounded_int(args.seed, "--seed", 0, MAX_SEED)
+
     if args.image_folder:
         from dgn_am.data import image_folder
         from dgn_am.imageio import load_image
@@ -281,7 +336,9 @@ def cmd_code_stats(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dgn-am", description="Synthesize the preferred inputs of neurons.")
+    parser = ArgumentParser(prog="dgn-am", description="Synthesize the preferred inputs of neurons. Errors in the "
+                            "input exit with status 2, unexpected errors with 1; add --debug anywhere on the command "
+                            "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synthesize", help="optimize images that maximize units",
@@ -314,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(lr_end= for a linear decay)")
     g.add_argument("--parameterization", default=None, help="pixels, fourier or code")
     g.add_argument("--init", default=None, help="start: zeros, randn, mean-image (pixels, fourier), ...")
-    g.add_argument("--init-std", type=float, default=None, help="std of the random start")
+    g.add_argument("--init-std", type=finite_float, default=None, help="std of the random start")
     g.add_argument("--samples", type=int, default=None,
                    help="transformed copies of each image scored per step, their mean maximized (needs transforms)")
     g.add_argument("--mean-image", default=None, metavar="FILE",
@@ -322,14 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "else the flat normalization mean)")
     g.add_argument("--name", default=None, help="name of the composed method in file names and the manifest")
     p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
-    p.add_argument("--lr", type=float, default=None, help="override the method's first step size (for dgn-am, in "
-                   "the reference's CaffeNet fc6 code units, scaled to the prior like its default 8)")
+    p.add_argument("--lr", type=finite_float, default=None, help="override the method's first step size (for "
+                   "dgn-am, in the reference's CaffeNet fc6 code units, scaled to the prior like its default 8)")
     p.add_argument("--init-image", default=None, help="start from this image: its code under the prior's encoder "
                    "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
                    "reference's script 3), its pixels for pixel methods")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder; written in a temporary folder beside it and "
+                   "renamed into place when complete")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--resume", action="store_true", help="keep the images already in --out's manifest and compute "
+                   "only the missing (or failed) ones; the flags must match the run that made it")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_synthesize)
 
@@ -346,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "bounds [0, mean + k std] and a bank of real codes in the prior file.")
     p.add_argument("--prior", required=True, help="prior file (or shipped name) to read")
     p.add_argument("--out", default=None, help="write here (default: overwrite --prior, atomically)")
-    p.add_argument("--k", type=float, default=3.0, help="upper bound = mean + k * std (default: %(default)s)")
+    p.add_argument("--k", type=finite_float, default=3.0, help="upper bound = mean + k * std (default: %(default)s)")
     p.add_argument("--signed", action="store_true", help="lower bound mean - k std instead of 0 (non-ReLU codes)")
     p.add_argument("--bank", type=int, default=256, help="real codes to store for init 'bank' (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="which training images form the bank")
@@ -369,23 +430,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 2 bad input, 1 unexpected error or failed items, 130 Ctrl-C).
+    `--debug` anywhere on the line prints the traceback of an error."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "train-classifier":
-        from training.classifier import main as train_classifier
-
-        train_classifier(argv[1:])
-        return 0
-    if argv and argv[0] == "train-prior":
-        from training.train_prior import main as train_prior
-
-        train_prior(argv[1:])
-        return 0
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    prog = "dgn-am" + (f" {argv[0]}" if argv and not argv[0].startswith("-") else "")
     try:
+        if argv and argv[0] == "train-classifier":
+            from training.classifier import main as train_classifier
+
+            train_classifier(argv[1:])
+            return 0
+        if argv and argv[0] == "train-prior":
+            from training.train_prior import main as train_prior
+
+            train_prior(argv[1:])
+            return 0
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (UsageError, ValueError, FileNotFoundError) as e:
-        print(f"dgn-am {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except SystemExit as e:  # --help, or a parser of the training side that exits by itself
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else _print_exit(e.code, prog))
+    except BaseException as e:  # noqa: BLE001 - every error leaves through one path
+        return report(e, prog, debug)
+
+
+def _print_exit(message: object, prog: str) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -31,10 +31,29 @@ COMPONENTS: dict[str, dict[str, type]] = {
 FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}
 
 
+def _check_type(owner: str, key: str, value: Any, default: Any, where: str) -> Any:
+    """value if it has the type of the field's default (an int is a float; None is allowed where the default is
+    None), else a one-line ValueError: a config's "steps": "five" fails here, not deep inside a run."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        kind = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}[type(default)]
+        raise ValueError(f"{owner}.{key} must be {kind}, got {value!r} (in '{where}')")
+    return value
+
+
 def _convert(cls: type, key: str, text: Any, default: Any, where: str) -> Any:
     """Convert a text value to the type of the field's default (bool, int, float, str; None default: float)."""
     if not isinstance(text, str):
-        return text
+        return _check_type(cls.__name__, key, text, default, where)
     try:
         if isinstance(default, bool):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -107,6 +126,10 @@ def method_from_dict(d: dict[str, Any]) -> Method:
         raise ValueError(f"unknown method setting {', '.join(unknown)}; settings: {', '.join(sorted(fields))}")
     kwargs: dict[str, Any] = dict(d)
     kwargs.setdefault("name", "custom")
+    for f in dataclasses.fields(Method):
+        if f.name in d and f.name not in ("step_rule", "options", *FIELD.values()):
+            default = "" if f.name == "name" else f.default
+            _check_type("method", f.name, d[f.name], default, "config")
     if "step_rule" in d:
         rule = d["step_rule"]
         if not isinstance(rule, dict):

@@ -41,11 +41,18 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def fashion_mnist_dir(data_dir: str | Path | None = None) -> Path:
-    """The folder with the IDX files: data_dir, else $DGN_AM_FASHION_MNIST, else the Debian package's folder."""
-    candidates = [Path(data_dir)] if data_dir else []
-    if os.environ.get("DGN_AM_FASHION_MNIST"):
-        candidates.append(Path(os.environ["DGN_AM_FASHION_MNIST"]))
-    candidates.append(DEBIAN_FASHION_MNIST)
+    """The folder with the IDX files: data_dir when given (and nothing else: a folder the user names is never
+    silently replaced by another copy), else $DGN_AM_FASHION_MNIST, else the Debian package's folder."""
+    if data_dir:
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data-dir {root} does not exist or is not a folder; give the folder holding "
+                                    f"{', '.join(_FILES['train'] + _FILES['test'])}, or leave --data-dir out to use "
+                                    f"the system copy in {DEBIAN_FASHION_MNIST}")
+        candidates = [root]
+    else:
+        env = os.environ.get("DGN_AM_FASHION_MNIST")
+        candidates = ([Path(env)] if env else []) + [DEBIAN_FASHION_MNIST]
     for c in candidates:
         if all((c / f).is_file() for f in _FILES["train"] + _FILES["test"]):
             return c

@@ -115,6 +115,9 @@ class Result:
     saved_activations: torch.Tensor | None = None
     dead_start: list[bool] = field(default_factory=list)
     stopped_at: list[int] = field(default_factory=list)
+    # failed[b]: None, or why item b stopped early ("non-finite gradient at step 3"): its p was frozen at the last
+    # finite point before that step, so its image is the last good one. Empty when not filled in (older callers).
+    failed: list[str | None] = field(default_factory=list)
 
 
 def centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -134,6 +137,27 @@ def check_samples(samples: int, transforms: Sequence, who: str = "maximize") -> 
     if samples < 1 or (samples > 1 and not transforms):
         raise ValueError(f"{who}: samples must be >= 1, and > 1 only with transforms to draw copies from; got "
                          f"samples={samples} with {len(transforms)} transforms")
+
+
+def non_finite_items(total: torch.Tensor, grad: torch.Tensor) -> list[tuple[int, str]]:
+    """[(item, what)] for the items whose objective total (B,) or ascent direction grad (B, ...) holds a NaN or an
+    infinity; what is "objective" or "gradient"."""
+    bad_total = ~torch.isfinite(total.detach())
+    bad_grad = ~torch.isfinite(grad).flatten(1).all(1)
+    return [(b, "objective" if bool(bad_total[b]) else "gradient")
+            for b in torch.nonzero(bad_total | bad_grad).flatten().tolist()]
+
+
+NO_GRADIENT = ("the objective carries no gradient back to the image: the model's forward pass runs under "
+               "torch.no_grad or detaches its output; activation maximization needs a differentiable model "
+               "(remove the no_grad/detach from its forward)")
+
+
+def require_grad(total: torch.Tensor | None) -> None:
+    """A clear error for a model whose output carries no gradient (forward under torch.no_grad, .detach(), ...).
+    total: the objective, or the gradient autograd.grad(..., allow_unused=True) returned (None: not connected)."""
+    if total is None or not total.requires_grad:
+        raise ValueError(NO_GRADIENT)
 
 
 def run_seed(seeds: Sequence[int]) -> int:
@@ -202,8 +226,10 @@ def maximize(
         opt = torch.optim.Adam([p], lr=step_rule.lr)
     elif step_rule.kind == "momentum":
         opt = torch.optim.SGD([p], lr=step_rule.lr, momentum=step_rule.momentum)
-    history = torch.empty(steps, len(seeds))
-    running = torch.ones(batch, dtype=torch.bool, device=device)  # items still moving (stop_at_zero_grad)
+    history = torch.full((steps, len(seeds)), float("nan"))
+    failed: list[str | None] = [None] * batch
+    frozen = torch.zeros(batch, dtype=torch.bool, device=p.device)  # items stopped by a non-finite value
+    running = torch.ones(batch, dtype=torch.bool, device=p.device)  # items not stopped by a zero gradient
     stopped_at = torch.full((batch,), -1, dtype=torch.long)
     dead = torch.zeros(batch, dtype=torch.bool)
     rendered = rendered_p = None  # the last step's image and its p, before the update ("rendered")
@@ -217,24 +243,36 @@ def maximize(
         total = score
         for pen in penalties:
             total = total - pen(x, p)
-        (grad,) = torch.autograd.grad(total.sum(), p)  # ascent direction of (score - penalties)
+        require_grad(score)  # the model must pass a gradient back (a penalty alone would hide it)
+        (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
+        if grad is None:
+            raise ValueError(NO_GRADIENT)
+        for b, what in non_finite_items(total, grad):  # freeze the item at this step's (last finite) point
+            if not frozen[b]:
+                failed[b] = f"non-finite {what} at step {i}"
+            frozen[b] = True
+        keep = p.detach().clone()  # the point this step starts from: an item that fails goes back to it
+        if frozen.any():
+            grad = torch.where(frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
         lr = step_rule.lr_at(i, steps)
         with torch.no_grad():
-            zero = grad.flatten(1).abs().amax(1) == 0  # (B,)
+            zero = (grad.flatten(1).abs().amax(1) == 0) & ~frozen  # (B,)
             if i == 0:
                 dead = (zero & (score.detach() == 0)).cpu()
-            if returns == "rendered":
+            if returns == "rendered":  # a failed item keeps its last good render
                 if rendered is None:
                     rendered, rendered_p = x.detach().clone(), p.detach().clone()
                 else:
-                    rendered[running], rendered_p[running] = x.detach()[running], p.detach()[running]
+                    now = running & ~frozen
+                    rendered[now], rendered_p[now] = x.detach()[now], p.detach()[now]
             if stop_at_zero_grad:
                 stopped_at[(zero & running).cpu()] = i
                 running = running & ~zero
-                if not running.any():
-                    history[i:] = score.detach().float().cpu()
-                    break
-                before = p.detach().clone()
+            if not (running & ~frozen).any():  # every item has stopped or failed
+                history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
+                if progress is not None:
+                    progress(i, steps, history[i])
+                break
             if opt is not None:
                 opt.param_groups[0]["lr"] = lr
                 p.grad = -grad  # the torch optimizers minimize -score
@@ -254,11 +292,18 @@ def maximize(
             ctx = StepContext(i, steps, grad, param, score_fn, start, memo, score_each)
             for op in operators:
                 op(p, ctx)
-            if stop_at_zero_grad and not running.all():
-                p[~running] = before[~running]  # stopped items keep their code
-        history[i] = score.detach().float().cpu()
+            for b in torch.nonzero(~torch.isfinite(p).flatten(1).all(1)).flatten().tolist():
+                if not frozen[b]:  # a finite gradient, but the step (lr, optimizer, operators) overflowed
+                    failed[b] = f"non-finite update at step {i}"
+                frozen[b] = True
+            halted = frozen | ~running  # failed items, and items a zero gradient stopped, keep their p
+            if halted.any():
+                p[halted] = keep[halted]
+        history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
         if progress is not None:
             progress(i, steps, history[i])
+        if bool(frozen.all()):
+            break
     with torch.no_grad():
         if returns == "rendered":
             params, images = rendered_p, rendered
@@ -268,4 +313,5 @@ def maximize(
         saved = images.clamp(0, 1)
         saved_final = final if torch.equal(saved, images) else score_fn(saved).detach()
     return Result(images=saved, activations=final, history=history, params=params, seeds=list(seeds),
-                  saved_activations=saved_final, dead_start=dead.tolist(), stopped_at=stopped_at.tolist())
+                  saved_activations=saved_final, dead_start=dead.tolist(), stopped_at=stopped_at.tolist(),
+                  failed=failed)

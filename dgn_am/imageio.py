@@ -1,4 +1,5 @@
-"""Reading and writing images. Tensors are (C, H, W) or (B, C, H, W) with values in [0, 1]; files are 8-bit PNG.
+"""Reading and writing images. Tensors are (C, H, W) or (B, C, H, W) with values in [0, 1]; files written are 8-bit
+PNG; files read may be 8- or 16-bit (grey, RGB, RGBA, palette), each read at its real depth.
 
 Writes are atomic (a temporary file, then rename), so an interrupted run never leaves a half-written file.
 """
@@ -86,13 +87,7 @@ def save_labelled_grid(grid: torch.Tensor, labels: list[str], path: str | Path, 
     atomic_write(path, lambda tmp: out.save(tmp, format="PNG"))
 
 
-def load_image(path: str | Path, spec: InputSpec, fit: str = "crop") -> torch.Tensor:
-    """Read an image file and fit it to a model: convert to its channels, then fit="crop": resize the shorter side
-    and centre-crop to its size; fit="squash": resize to its size, aspect ratio not kept (the reference's start
-    from a real image). Returns (1, C, H, W) in [0, 1]."""
-    if fit not in ("crop", "squash"):
-        raise ValueError(f"fit must be 'crop' or 'squash', got '{fit}'")
-    path = Path(path)
+def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
@@ -100,15 +95,98 @@ def load_image(path: str | Path, spec: InputSpec, fit: str = "crop") -> torch.Te
         im.load()
     except Exception as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
-    im = im.convert("L" if spec.channels == 1 else "RGB")
-    h, w = spec.size
+    return im
+
+
+def _png_16bit_colour(path: Path) -> np.ndarray | None:
+    """(H, W, C) float32 in [0, 1] of a 16-bit colour or grey + alpha PNG, alpha dropped (C = 3, or 1 for grey);
+    None when the file is not 16 bits deep. Decoded by pypng, which keeps every bit (Pillow cuts these to 8)."""
+    import png  # pypng
+
+    try:
+        reader = png.Reader(filename=str(path))
+        reader.preamble()  # the header only: an 8-bit file is left to Pillow without being decoded twice
+        if reader.bitdepth != 16:
+            return None
+        width, height, rows, info = reader.asDirect()
+        planes = info["planes"]
+        samples = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
+    except png.Error as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+    colour = planes - (1 if info["alpha"] else 0)
+    return samples[..., :colour].astype(np.float32) / 65535.0
+
+
+def _deep_pixels(path: Path, im: Image.Image) -> np.ndarray | None:
+    """(H, W, C) float32 in [0, 1] for images deeper than 8 bits (alpha dropped), or None for 8-bit images, which
+    Pillow converts exactly. 16-bit grey comes from Pillow; 16-bit colour PNGs, which Pillow cuts to 8 bits, are
+    decoded with pypng."""
+    if im.format == "PNG" and im.mode in ("RGB", "RGBA", "LA"):
+        deep = _png_16bit_colour(path)
+        if deep is not None:
+            return deep
+    if im.mode.startswith("I;16"):
+        return (np.asarray(im).astype(np.float32) / 65535.0)[..., None]
+    if im.mode == "I":  # 32-bit integer storage; 16-bit data in practice (older Pillow's 16-bit PNGs, TIFFs)
+        arr = np.asarray(im).astype(np.float64)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"cannot read {path}: 32-bit integer pixels outside 0-65535 are not supported; "
+                             "save it as an 8- or 16-bit image")
+        return (arr / 65535.0).astype(np.float32)[..., None]
+    if im.mode == "F":
+        arr = np.asarray(im).astype(np.float32)
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"cannot read {path}: float pixels must be finite and in [0, 1]")
+        return arr[..., None]
+    return None
+
+
+def _fit(channels: list[Image.Image], size: tuple[int, int], fit: str = "crop") -> list[Image.Image]:
+    """fit="crop": resize the shorter side to the target (bilinear) and centre-crop to size (H, W); fit="squash":
+    resize to size, the aspect ratio not kept. Every image the same."""
+    h, w = size
     if fit == "squash":
-        im = im.resize((w, h), Image.BILINEAR)
-    else:
-        s = max(h / im.height, w / im.width)
-        im = im.resize((max(w, round(im.width * s)), max(h, round(im.height * s))), Image.BILINEAR)
-        left, top = (im.width - w) // 2, (im.height - h) // 2
-        im = im.crop((left, top, left + w, top + h))
-    arr = np.asarray(im, dtype=np.float32) / 255.0
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return [c.resize((w, h), Image.BILINEAR) for c in channels]
+    im = channels[0]
+    s = max(h / im.height, w / im.width)
+    new = (max(w, round(im.width * s)), max(h, round(im.height * s)))
+    left, top = (new[0] - w) // 2, (new[1] - h) // 2
+    return [c.resize(new, Image.BILINEAR).crop((left, top, left + w, top + h)) for c in channels]
+
+
+def load_image(path: str | Path, spec: InputSpec, fit: str = "crop") -> torch.Tensor:
+    """Read an image file and fit it to a model: convert to its channels, then fit="crop": resize the shorter side
+    and centre-crop to its size; fit="squash": resize to its size, the aspect ratio not kept (the reference's start
+    from a real image). Returns (1, C, H, W) in [0, 1].
+
+    Every sample is read at its real depth: 8-bit files (grey, RGB, RGBA, palette, 1-bit) through Pillow's
+    conversions, 16-bit files (grey, grey + alpha, RGB, RGBA PNGs; 16-bit grey TIFFs) divided by 65535 and resized
+    in floating point. Alpha is dropped, as Pillow does; colour to grey is ITU-R 601 luma (0.299 R + 0.587 G +
+    0.114 B)."""
+    if fit not in ("crop", "squash"):
+        raise ValueError(f"fit must be 'crop' or 'squash', got '{fit}'")
+    path = Path(path)
+    im = _open(path)
+    deep = _deep_pixels(path, im)
+    if deep is None:  # 8 bits: Pillow's exact conversions, unchanged
+        (im,) = _fit([im.convert("L" if spec.channels == 1 else "RGB")], spec.size, fit)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return torch.from_numpy(arr.copy()).unsqueeze(0)
+    if spec.channels == 1 and deep.shape[2] == 3:
+        deep = deep @ np.array([[0.299], [0.587], [0.114]], dtype=np.float32)  # (H, W, 1)
+    elif spec.channels == 3 and deep.shape[2] == 1:
+        deep = np.repeat(deep, 3, axis=2)
+    planes = _fit([Image.fromarray(np.ascontiguousarray(deep[..., c]), "F") for c in range(deep.shape[2])],
+                  spec.size, fit)
+    arr = np.stack([np.asarray(p, dtype=np.float32) for p in planes]).clip(0.0, 1.0)  # (C, H, W)
     return torch.from_numpy(arr.copy()).unsqueeze(0)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as it is, (C, H, W) in [0, 1] with C = 1 (grey) or 3 (colour; alpha dropped); no resizing."""
+    path = Path(path)
+    im = _open(path)
+    grey = im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16")
+    return load_image(path, InputSpec((im.height, im.width), 1 if grey else 3, (0.0,) * (1 if grey else 3),
+                                      (1.0,) * (1 if grey else 3)))[0]

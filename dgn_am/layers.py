@@ -54,6 +54,9 @@ class Unit:
         return f"{self.layer}:{self.index}"
 
 
+MAX_UNITS = 100_000  # units one address may name: more than any layer has; checked before a range is expanded
+
+
 def _indices(text: str, address: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
@@ -63,6 +66,9 @@ def _indices(text: str, address: str) -> list[int]:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise ValueError(f"empty range '{part}' in '{address}': the end must be >= the start")
+        if len(out) + hi - lo + 1 > MAX_UNITS:
+            raise ValueError(f"'{address}' names more than {MAX_UNITS} units, more than any layer has; give a range "
+                             "within the layer (dgn-am layers MODEL shows its size)")
         out.extend(range(lo, hi + 1))
     return out
 

@@ -49,7 +49,7 @@ def run_class(args) -> int:
         print(f"only {evaluators} of the default evaluators have checkpoints", file=sys.stderr)
     return dgn_am_main(["benchmark", "--model", "fmnist-caffenet", "--units", "fc8:0-9", "--methods", ",".join(methods),
                         "--seeds", str(args.seeds), "--steps", str(args.steps), "--evaluators", ",".join(evaluators),
-                        "--n-boot", str(args.n_boot), "--out", args.out])
+                        "--n-boot", str(args.n_boot), "--out", args.out, "--overwrite"])
 
 
 if __name__ == "__main__":

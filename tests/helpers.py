@@ -105,3 +105,80 @@ def write_fake_fashion_mnist(root: Path, n_train: int = 6, n_test: int = 4,
     for name, a in arrays.items():
         write_idx(Path(root) / name, a)
     return arrays
+
+
+def png_bytes(samples: np.ndarray, colour_type: int, bit_depth: int = 8, palette: bytes | None = None,
+              filters: tuple[int, ...] = (0,)) -> bytes:
+    """A PNG file written out by hand (PNG specification, sections 5-11): samples (H, W, C) or (H, W), one IDAT,
+    row r filtered with filters[r % len(filters)] (0 none, 1 Sub, 2 Up, 3 Average, 4 Paeth)."""
+    import zlib
+
+    arr = samples.reshape(samples.shape[0], samples.shape[1], -1)
+    h, w, c = arr.shape
+    rows = arr.astype(">u2" if bit_depth == 16 else np.uint8).reshape(h, -1).view(np.uint8).astype(np.int64)
+    bpp = c * bit_depth // 8
+    out, prev = [], np.zeros(rows.shape[1], dtype=np.int64)
+    for r, line in enumerate(rows):
+        kind = filters[r % len(filters)]
+        left = np.concatenate([np.zeros(bpp, dtype=np.int64), line[:-bpp]])
+        up_left = np.concatenate([np.zeros(bpp, dtype=np.int64), prev[:-bpp]])
+        if kind == 0:
+            pred = np.zeros_like(line)
+        elif kind == 1:
+            pred = left
+        elif kind == 2:
+            pred = prev
+        elif kind == 3:
+            pred = (left + prev) // 2
+        else:
+            p = left + prev - up_left
+            pa, pb, pc = abs(p - left), abs(p - prev), abs(p - up_left)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, up_left))
+        out.append(bytes([kind]) + ((line - pred) % 256).astype(np.uint8).tobytes())
+        prev = line
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    head = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + head + (chunk(b"PLTE", palette) if palette else b"") +
+            chunk(b"IDAT", zlib.compress(b"".join(out))) + chunk(b"IEND", b""))
+
+
+class Poison(nn.Module):
+    """(B, 3) -> (B, 3) with column 1 NaN and column 2 +inf; column 0 passes through with a finite gradient
+    (torch.where sends no gradient through the replaced entries)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        col = torch.arange(x.shape[1], device=x.device)
+        x = torch.where(col == 1, torch.full_like(x, float("nan")), x)
+        return torch.where(col == 2, torch.full_like(x, float("inf")), x)
+
+
+class NonFiniteNet(TinyConvNet):
+    """TinyConvNet followed by layer `out` (Poison): out:0 is healthy, out:1 is NaN and out:2 is +inf."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = Poison()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(super().forward(x))
+
+
+def non_finite_factory() -> NonFiniteNet:
+    torch.manual_seed(7)
+    return NonFiniteNet()
+
+
+class NoGradNet(TinyConvNet):
+    """TinyConvNet whose forward runs under torch.no_grad: nothing it outputs has a gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return super().forward(x)
+
+
+def no_grad_factory() -> NoGradNet:
+    torch.manual_seed(7)
+    return NoGradNet()

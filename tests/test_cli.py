@@ -20,7 +20,7 @@ from tests.helpers import FASHION_FILES, random_caffenet, write_fake_fashion_mni
 SYNTH = ["synthesize", "--weights", "random", "--units", "fc8:0-1", "conv3:2@mean", "--seeds", "2", "--steps", "3",
          "--lr", "100", "--quiet"]
 KEYS = {"method", "model", "layer", "unit", "seed", "steps", "activation", "activation_saved", "prob", "dead_start",
-        "stopped_at", "path", "settings"}
+        "stopped_at", "path", "failed", "settings"}
 
 
 def read_manifest(out):
@@ -61,7 +61,7 @@ def test_synthesize_writes_pngs_grid_and_manifest(synthesized):
         ("fc8", 0, 0), ("fc8", 0, 1), ("fc8", 1, 0), ("fc8", 1, 1), ("conv3", "conv3:2@mean", 0),
         ("conv3", "conv3:2@mean", 1)]
     for r in records:
-        assert set(r) == KEYS
+        assert set(r) == KEYS and r["failed"] is None
         assert r["method"] == "simonyan" and r["model"] == "fmnist-caffenet" and r["steps"] == 3
         assert isinstance(r["activation"], float)
         assert not r["path"].startswith("/") and (synthesized / r["path"]).is_file()

@@ -97,11 +97,27 @@ def test_missing_data_says_how_to_get_it(tmp_path, no_system_data):
     with pytest.raises(FileNotFoundError) as e:
         fashion_mnist_dir(empty)
     msg = str(e.value)
-    assert str(empty) in msg and "no-such-debian-dir" in msg  # every place it looked
+    # a folder the user names is the only place looked at: never silently replaced by the system copy (issue 11)
+    assert str(empty) in msg and "no-such-debian-dir" not in msg
     assert "apt-get install dataset-fashion-mnist" in msg
+    with pytest.raises(FileNotFoundError) as e:
+        fashion_mnist_dir()
+    assert "no-such-debian-dir" in str(e.value)  # without --data-dir: every place it looked
     assert "--data-dir" in msg and "--download" in msg and "DGN_AM_FASHION_MNIST" in msg
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist("test", empty)
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error_even_when_the_system_copy_exists(tmp_path, monkeypatch):
+    write_fake_fashion_mnist(tmp_path / "system")
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "system")
+    monkeypatch.delenv("DGN_AM_FASHION_MNIST", raising=False)
+    assert fashion_mnist_dir() == tmp_path / "system"
+    with pytest.raises(FileNotFoundError, match="--data-dir .*typo does not exist"):
+        fashion_mnist_dir(tmp_path / "typo")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not found in .*empty;"):
+        load_fashion_mnist("test", tmp_path / "empty")
 
 
 def test_load_fashion_mnist_from_files(tmp_path, no_system_data):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from dgn_am.imageio import load_image, make_grid, save_image, to_pil
 from dgn_am.models.spec import InputSpec
+from tests.helpers import png_bytes
 
 GRAY = InputSpec(size=(10, 10), channels=1, mean=(0.5,), std=(0.5,))
 RGB = InputSpec(size=(10, 10), channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
@@ -127,3 +128,89 @@ def test_load_image_errors(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match="cannot read image .*junk.png"):
         load_image(tmp_path / "junk.png", GRAY)
+
+
+# ---- every kind of file, read at its real depth (issue 11). The files are written byte by byte (tests.helpers) ----
+
+RNG = np.random.default_rng(11)
+GREY16 = RNG.integers(0, 65536, (6, 5)).astype(np.uint16)
+RGB16 = RNG.integers(0, 65536, (6, 5, 3)).astype(np.uint16)
+ALPHA16 = RNG.integers(0, 65536, (6, 5)).astype(np.uint16)
+GREY8 = RNG.integers(0, 256, (6, 5)).astype(np.uint8)
+RGB8 = RNG.integers(0, 256, (6, 5, 3)).astype(np.uint8)
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _write(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _exact(path, channels, size=(6, 5)):
+    """load_image at the file's own size: no resampling, so the values are the file's samples."""
+    return load_image(path, InputSpec(size, channels, (0.0,) * channels, (1.0,) * channels))[0].numpy()
+
+
+@pytest.mark.parametrize("filters", [(0,), (1,), (2,), (3,), (4,), (0, 1, 2, 3, 4)])
+def test_16bit_rgb_png_keeps_all_16_bits_under_every_row_filter(tmp_path, filters):
+    path = _write(tmp_path, "rgb16.png", png_bytes(RGB16, colour_type=2, bit_depth=16, filters=filters))
+    got = _exact(path, 3)  # (3, 6, 5)
+    np.testing.assert_allclose(got, RGB16.transpose(2, 0, 1) / 65535.0, atol=1e-7)
+    # a value that 8 bits cannot hold: 8-bit reading would be off by up to 1/510
+    assert np.abs(got - np.round(got * 255) / 255).max() > 1e-3
+
+
+def test_16bit_grey_png_is_not_saturated(tmp_path):
+    """The bug of issue 11: Pillow's 16-bit grey (mode I;16) converted to 8 bits made 99.6% of pixels 1.0."""
+    path = _write(tmp_path, "grey16.png", png_bytes(GREY16, colour_type=0, bit_depth=16, filters=(4, 1)))
+    got = _exact(path, 1)
+    np.testing.assert_allclose(got[0], GREY16 / 65535.0, atol=1e-7)
+    assert (got == 1.0).mean() < 0.05
+    rgb = _exact(path, 3)  # grey to RGB: three equal channels
+    np.testing.assert_allclose(rgb, np.repeat(GREY16[None] / 65535.0, 3, 0), atol=1e-7)
+
+
+@pytest.mark.parametrize("colour_type, samples, expected_rgb", [
+    (4, np.stack([GREY16, ALPHA16], -1), np.repeat(GREY16[..., None], 3, -1)),  # grey + alpha: alpha dropped
+    (6, np.concatenate([RGB16, ALPHA16[..., None]], -1), RGB16),  # RGBA: alpha dropped
+])
+def test_16bit_png_with_alpha(tmp_path, colour_type, samples, expected_rgb):
+    path = _write(tmp_path, "a16.png", png_bytes(samples, colour_type=colour_type, bit_depth=16, filters=(3, 2)))
+    np.testing.assert_allclose(_exact(path, 3), expected_rgb.transpose(2, 0, 1) / 65535.0, atol=1e-7)
+    grey = _exact(path, 1)[0]
+    np.testing.assert_allclose(grey, (expected_rgb / 65535.0) @ LUMA, atol=1e-6)
+
+
+def test_16bit_rgb_to_grey_is_luma(tmp_path):
+    path = _write(tmp_path, "rgb16.png", png_bytes(RGB16, colour_type=2, bit_depth=16))
+    np.testing.assert_allclose(_exact(path, 1)[0], (RGB16 / 65535.0) @ LUMA, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["grey", "rgb", "rgba", "grey+alpha", "palette"])
+def test_8bit_files_of_every_kind(tmp_path, kind):
+    alpha = RNG.integers(0, 256, (6, 5)).astype(np.uint8)
+    palette_rgb = RNG.integers(0, 256, (16, 3)).astype(np.uint8)
+    index = RNG.integers(0, 16, (6, 5)).astype(np.uint8)
+    data, rgb = {
+        "grey": (lambda: png_bytes(GREY8, 0), np.repeat(GREY8[..., None], 3, -1)),
+        "rgb": (lambda: png_bytes(RGB8, 2, filters=(4, 3)), RGB8),
+        "rgba": (lambda: png_bytes(np.concatenate([RGB8, alpha[..., None]], -1), 6), RGB8),
+        "grey+alpha": (lambda: png_bytes(np.stack([GREY8, alpha], -1), 4), np.repeat(GREY8[..., None], 3, -1)),
+        "palette": (lambda: png_bytes(index, 3, palette=palette_rgb.tobytes()), palette_rgb[index]),
+    }[kind]
+    path = _write(tmp_path, f"{kind}.png", data())
+    np.testing.assert_allclose(_exact(path, 3), rgb.transpose(2, 0, 1) / 255.0, atol=1e-7)
+    grey = _exact(path, 1)[0] * 255
+    # Pillow's 8-bit luma, rounded to an integer: within half a level of the exact luma
+    assert np.abs(grey - rgb @ LUMA).max() <= 0.5 + 1e-4
+    assert np.array_equal(grey, np.round(grey))
+
+
+def test_16bit_file_is_resized_in_floating_point(tmp_path):
+    """A smooth 16-bit ramp resized to half size stays a fine ramp (no 8-bit steps)."""
+    ramp = np.tile(np.linspace(1000, 1300, 20).round().astype(np.uint16), (20, 1))  # 300 levels of 65535
+    path = _write(tmp_path, "ramp.png", png_bytes(ramp, colour_type=0, bit_depth=16))
+    got = load_image(path, InputSpec((10, 10), 1, (0.0,), (1.0,)))[0, 0].numpy()
+    assert got.min() > 1000 / 65535 - 1e-6 and got.max() < 1300 / 65535 + 1e-6
+    assert len(np.unique(got[0])) == 10  # 10 distinct values; 8 bits would give at most 2 here

@@ -15,19 +15,29 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningCLI
 from tqdm import tqdm
 
+from dgn_am.errors import UsageError
 from dgn_am.priors import bank_indices, code_stats, save_prior
 from training.prior import PriorModule
+from training.resume import WEIGHTS_ONLY, AtomicCheckpointIO, resume_path, resume_record
 
 
 class PriorCLI(LightningCLI):
+    def instantiate_trainer(self, **kwargs):
+        """The configured Trainer, plus checkpoints written atomically (a kill while saving keeps the last one)."""
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        return super().instantiate_trainer(plugins=[*plugins, AtomicCheckpointIO()], **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--out", default=None, help="write the prior (.safetensors) here after training")
         parser.add_argument("--k", type=float, default=3.0, help="upper bound = mean + k * std of the code")
         parser.add_argument("--nonnegative", type=bool, default=True, help="lower bound 0 (post-ReLU codes)")
-        parser.add_argument("--ckpt_path", default=None, help="resume from this Lightning checkpoint")
+        parser.add_argument("--ckpt_path", default=None, help="resume from this Lightning checkpoint (loaded with "
+                            "weights_only=True: a checkpoint cannot run code)")
 
 
 @torch.no_grad()
@@ -61,12 +71,35 @@ def export(module: PriorModule, datamodule, out: Path, k: float, nonnegative: bo
     return meta
 
 
+def _check_out(out: str | None) -> None:
+    """--out names a .safetensors file in a folder that is (or can be) a folder; checked before training."""
+    if out is None:
+        return
+    path = Path(out)
+    if path.suffix != ".safetensors":
+        raise UsageError(f"--out must end in .safetensors, got {out}")
+    if path.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name ending in .safetensors")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {out}: {parent} is a file, not a folder; choose another path")
+            return
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    cli = PriorCLI(PriorModule, L.LightningDataModule, subclass_mode_data=True, args=argv, run=False,
-                   save_config_kwargs={"overwrite": True}, seed_everything_default=0)
+    try:
+        cli = PriorCLI(PriorModule, L.LightningDataModule, subclass_mode_data=True, args=argv, run=False,
+                       save_config_kwargs={"overwrite": True}, seed_everything_default=0,
+                       parser_kwargs={"exit_on_error": False})
+    except ArgumentError as e:  # one line, like every other command, instead of jsonargparse's usage block
+        raise UsageError(f"{' '.join(str(e).split())}; see dgn-am train-prior --help") from None
     cfg = cli.config
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cfg.get("ckpt_path"))
+    _check_out(cfg.get("out"))
+    ckpt_path = resume_path(cfg.get("ckpt_path"))
+    resumed_from = resume_record(ckpt_path)  # read now: the run's own checkpoints may replace the file
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, weights_only=WEIGHTS_ONLY)
     if not cfg.get("out") or not cli.trainer.is_global_zero:
         return None
     datamodule = cli.datamodule
@@ -74,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     logged = {k: round(float(v), 5) for k, v in cli.trainer.callback_metrics.items()}
     provenance = {"command": "dgn-am train-prior " + " ".join(argv), "seed": cfg.get("seed_everything"),
                   "epochs": cli.trainer.current_epoch, "steps": cli.trainer.global_step, "final_metrics": logged,
+                  "resumed_from": resumed_from,
                   "hparams": dict(cli.model.hparams)}
     meta = export(cli.model, datamodule, Path(cfg["out"]), cfg["k"], cfg["nonnegative"], provenance)
     print(json.dumps({k: meta[k] for k in ("test_reconstruction", "final_metrics")}))

@@ -39,7 +39,8 @@ def _output_units(args) -> bool:
     return all(u.layer == out_layer for a in args.units for u in parse_units(a))
 
 
-def cmd_hidden(args) -> int:
+def cmd_hidden(args, folder) -> int:
+    """The hidden-unit benchmark (units not of the output layer), written through `folder` (an OutputFolder)."""
     from tqdm import tqdm
 
     from dgn_am.evaluation.hidden import DEFAULT_METHODS, HiddenConfig, run_hidden_benchmark
@@ -58,10 +59,10 @@ def cmd_hidden(args) -> int:
             bar.update(1)
 
         results = run_hidden_benchmark(config, progress=progress)
-    out = Path(args.out)
-    write_hidden(results, out, "dgn-am " + " ".join(_rebuild(args)), _commit())
+    with folder:  # written in a temporary folder, renamed into place when complete
+        write_hidden(results, folder.path, "dgn-am " + " ".join(_rebuild(args)), _commit())
     if not args.quiet:
-        print(f"wrote results.json, table.md, exemplars_*.png to {out}")
+        print(f"wrote results.json, table.md, exemplars_*.png to {args.out}")
     return 0
 
 
@@ -70,8 +71,19 @@ def cmd_benchmark(args) -> int:
 
     from dgn_am.evaluation.benchmark import DEFAULT_METHODS, BenchmarkConfig, run_benchmark
 
+    from dgn_am.outdir import OutputFolder
+
+    folder = OutputFolder(args.out, overwrite=args.overwrite, manifest=None, keep_others=True)
+    folder.precheck()  # before the long run, and again under the lock when writing
+    from dgn_am.cli import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_device
+    from dgn_am.errors import bounded_int
+
+    check_device(args.device)
+    bounded_int(args.seeds, "--seeds", 1, MAX_IMAGES)
+    bounded_int(args.first_seed, "--first-seed", 0, MAX_SEED - args.seeds + 1)
+    bounded_int(args.steps, "--steps", 1, MAX_STEPS)
     if not _output_units(args):
-        return cmd_hidden(args)
+        return cmd_hidden(args, folder)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else DEFAULT_METHODS
     evaluators = tuple(e.strip() for e in args.evaluators.split(",") if e.strip()) if args.evaluators else None
     config = BenchmarkConfig(model=args.model, weights=args.weights, units=" ".join(args.units), methods=methods,
@@ -88,10 +100,11 @@ def cmd_benchmark(args) -> int:
 
         results = run_benchmark(config, progress=progress)
     command = "dgn-am " + " ".join(_rebuild(args))
+    with folder:  # written in a temporary folder, renamed into place when complete
+        write_outputs(results, folder.path, command, _commit())
+        if args.wandb:
+            _log_wandb(results, folder.path, quiet=args.quiet)
     out = Path(args.out)
-    write_outputs(results, out, command, _commit())
-    if args.wandb:
-        _log_wandb(results, out, quiet=args.quiet)
     if not args.quiet:
         failed = [m for m, e in results["methods"].items() if e.get("error")]
         print(f"wrote results.json, results.csv, table.md and figures (images.png, realism.png, diversity.png, "
@@ -159,14 +172,17 @@ def add_commands(sub) -> None:
     p.add_argument("--no-calibration", action="store_true", help="skip the metric calibration")
     p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
     p.add_argument("--wandb", action="store_true", help="also log the table to wandb, offline (wandb sync later)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (written in a temporary folder beside it, renamed "
+                   "into place when complete)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out, replacing the files "
+                   "this command writes and keeping the others (e.g. another benchmark in a subfolder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_benchmark)
 
 
 def _rebuild(args) -> list[str]:
     """The command line, rebuilt from the parsed arguments (every setting explicit), for the table's label."""
-    skip = {"func", "command", "quiet", "wandb"}
+    skip = {"func", "command", "quiet", "wandb", "overwrite"}
     out = ["benchmark"]
     for k, v in vars(args).items():
         if k in skip or v is None or v is False:

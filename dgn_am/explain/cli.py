@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgn_am.errors import finite_float, strict_dumps
+from dgn_am.outdir import OutputFolder, file_part
+
 EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.png          the map (sequential colours for non-negative maps, blue-white-red for signed ones)
   UNIT_METHOD_overlay.png  the map over the input image
@@ -37,7 +40,7 @@ def _unit_stem(unit) -> str:
         where = f"_at{unit.spatial[0]}-{unit.spatial[1]}"
     elif unit.spatial == "mean":
         where = "_mean"
-    return f"{unit.layer.replace('.', '-')}_u{unit.index}{where}"
+    return f"{file_part(unit.layer.replace('.', '-'))}_u{unit.index}{where}"
 
 
 def _scale(args, size: tuple[int, int]) -> int:
@@ -90,6 +93,7 @@ def cmd_explain(args) -> int:
         get_explainer(m)
     if not 0 <= args.alpha <= 1:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+    OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
     model = _load(args)
     x = load_image(args.image, model.input_spec).to(args.device)  # (1, C, H, W) in [0, 1]
     size = tuple(x.shape[2:])
@@ -101,6 +105,9 @@ def cmd_explain(args) -> int:
     unit = _one_unit(model, args.unit)
     if unit is None:
         unit = Unit(list_layers(model)[-1][0], int(logits.flatten(1)[0].argmax()))
+    for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
+        if value is not None and value < 1:  # 0 would silently mean "the default"
+            raise ValueError(f"{flag} must be >= 1 pixel, got {value}; leave it out for the default")
     patch = args.patch or default_window(size)[0]
     options = {"occlusion": {"patch": patch, "stride": args.stride or max(1, patch // 2), "baseline": args.baseline},
                "excitation-backprop": {"stop_layer": args.stop_layer},
@@ -123,20 +130,21 @@ def cmd_explain(args) -> int:
     fig = plot_panel([image, *heatmaps, image, *overlays], [f"input, {unit}", *titles, "overlays", *titles],
                      columns=len(methods) + 1, tile_inches=1.5)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_image(image, out / "input.png", scale=scale)
-    for m, attr, hm, over in zip(methods, attrs, heatmaps, overlays):
-        save_image(hm, out / f"{stem}_{m}.png", scale=scale)
-        save_image(over, out / f"{stem}_{m}_overlay.png", scale=scale)
-        _save_npy(attr.numpy(), out / f"{stem}_{m}.npy")
-    _save_figure(fig, out / "panel.png")
-    manifest = {"model": args.model, "weights": args.weights, "image": str(args.image), "unit": str(unit),
-                "activation": activation, "predicted_class": int(logits.flatten(1)[0].argmax()), "methods": records}
-    atomic_write(out / "explain.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n"))
+    with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
+        out = folder.path
+        save_image(image, out / "input.png", scale=scale)
+        for m, attr, hm, over in zip(methods, attrs, heatmaps, overlays):
+            save_image(hm, folder.file(f"{stem}_{m}.png"), scale=scale)
+            save_image(over, folder.file(f"{stem}_{m}_overlay.png"), scale=scale)
+            _save_npy(attr.numpy(), folder.file(f"{stem}_{m}.npy"))
+        _save_figure(fig, out / "panel.png")
+        manifest = {"model": args.model, "weights": args.weights, "image": str(args.image), "unit": str(unit),
+                    "activation": activation, "predicted_class": int(logits.flatten(1)[0].argmax()),
+                    "methods": records}
+        atomic_write(out / "explain.json", lambda tmp: Path(tmp).write_text(strict_dumps(manifest, indent=1) + "\n"))
     if not args.quiet:
         print(f"explained {unit} (activation {activation:.3f}) with {', '.join(methods)}; wrote {len(records) * 3 + 3} "
-              f"files to {out}")
+              f"files to {args.out}")
     return 0
 
 
@@ -159,14 +167,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--patch", type=int, default=None,
                    help="occlusion: patch side in pixels (default: a seventh of the image side, 4 for 28 px)")
     p.add_argument("--stride", type=int, default=None, help="occlusion: patch stride in pixels (default: patch / 2)")
-    p.add_argument("--baseline", type=float, default=0.0,
+    p.add_argument("--baseline", type=finite_float, default=0.0,
                    help="occlusion: value written into the patch, in [0, 1] image units (default: %(default)s)")
     p.add_argument("--stop-layer", default=None, help="excitation backprop: layer to read the map at "
                    "(default: input, the image itself)")
-    p.add_argument("--alpha", type=float, default=0.8,
+    p.add_argument("--alpha", type=finite_float, default=0.8,
                    help="opacity of the map's strongest pixels in the overlay (default: %(default)s)")
     p.add_argument("--scale", type=int, default=None, help="enlarge PNGs by this factor (default: to >= 112 px)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (written in a temporary folder beside it, renamed "
+                   "into place when complete)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=cmd_explain)
     add_views_command(subparsers)

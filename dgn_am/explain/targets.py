@@ -13,6 +13,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from dgn_am.engine import require_grad
 from dgn_am.layers import Unit, parse_units, read_units, run
 
 UnitLike = Union[str, Unit, Sequence[Unit]]
@@ -85,6 +86,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, unit: UnitLike) -> tuple[t
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         values = unit_values(model, x, units)
+        require_grad(values)
         (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
     if grad is None:  # the unit does not depend on the input at all
         grad = torch.zeros_like(x)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+from dgn_am.errors import strict_dumps
+from dgn_am.outdir import OutputFolder, file_part
+
 _TITLES = {"pca": "PCA", "tsne": "t-SNE"}
 _SKIP_TYPES = {"Dropout", "Dropout2d", "Flatten", "Identity", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
                "AdaptiveMaxPool2d"}
@@ -65,6 +68,7 @@ def cmd_dataset_views(args) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < (0 if flag == "thumbnails" else 1):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'thumbnails' else 1}, "
                              f"got {getattr(args, flag)}")
+    OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
     model = _load(args)
     spec = model.input_spec
     scale = _scale(args, tuple(spec.size))
@@ -104,46 +108,48 @@ def cmd_dataset_views(args) -> int:
         tiles = filter_tiles(conv.weight)
     except ValueError:  # no convolution: no filter grid
         conv_name, conv, tiles = None, None, None
-    lstem = layer.replace(".", "-")
+    lstem = file_part(layer.replace(".", "-"))
     figures = {e: plot_embedding(xy, labels=None if labels is None else labels[:m].tolist(), class_names=classes,
                                  images=images[:m].cpu(), thumbnails=args.thumbnails, seed=args.seed,
                                  title=f"{_TITLES[e]} of {layer} ({m} images)") for e, xy in coords.items()}
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"model": args.model, "weights": args.weights, "images": n, "data": args.image_folder or
-              f"fashion-mnist {args.split}", "units": {}, "neighbours": {}, "embeddings": {}}
-    for u in units:
-        stem = _unit_stem(u)
-        save_image(make_grid(images[top[u].indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
-        entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(), "values": top[u].values.tolist()}
-        if u in patches:
-            p = patches[u]
-            pscale = max(1, 112 // max(p.crops.shape[2:]))
-            save_image(make_grid(p.crops, rows=1), out / f"patches_{stem}.png", scale=pscale)
-            entry.update(patches_png=f"patches_{stem}.png", patch_indices=p.indices.tolist(),
-                         positions=p.positions.tolist(), boxes=p.boxes.tolist(), patch_values=p.values.tolist())
-        record["units"][str(u)] = entry
-    rows = torch.cat([torch.cat([queries[i: i + 1].cpu(), images[nb_idx[i]].cpu()]) for i in range(len(queries))])
-    save_image(make_grid(rows, rows=len(queries)), out / f"neighbours_{lstem}.png", scale=scale)
-    record["neighbours"] = {"layer": layer, "metric": args.metric, "png": f"neighbours_{lstem}.png",
-                            "queries": args.query_image or args.queries, "indices": nb_idx.tolist(),
-                            "distances": nb_dist.tolist()}
-    for e, xy in coords.items():
-        _save_figure(figures[e], out / f"embedding_{e}_{lstem}.png")
-        _save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
-        record["embeddings"][e] = {"png": f"embedding_{e}_{lstem}.png", "npy": f"embedding_{e}_{lstem}.npy",
-                                   "points": m}
-    record["filters"] = None
-    if tiles is not None:
-        columns = min(len(tiles), 16)
-        blank = torch.ones(-len(tiles) % columns, *tiles.shape[1:])  # white tiles to fill the last row
-        save_image(make_grid(torch.cat([tiles, blank]), rows=-(-len(tiles) // columns), fill=1.0),
-                   out / "filters.png", scale=max(1, 24 // max(tiles.shape[2:])))
-        record["filters"] = {"layer": conv_name, "shape": list(conv.weight.shape), "png": "filters.png"}
-    atomic_write(out / "views.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
+        out = folder.path
+        record = {"model": args.model, "weights": args.weights, "images": n, "data": args.image_folder or
+                  f"fashion-mnist {args.split}", "units": {}, "neighbours": {}, "embeddings": {}}
+        for u in units:
+            stem = _unit_stem(u)
+            save_image(make_grid(images[top[u].indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
+            entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(),
+                     "values": top[u].values.tolist()}
+            if u in patches:
+                p = patches[u]
+                pscale = max(1, 112 // max(p.crops.shape[2:]))
+                save_image(make_grid(p.crops, rows=1), out / f"patches_{stem}.png", scale=pscale)
+                entry.update(patches_png=f"patches_{stem}.png", patch_indices=p.indices.tolist(),
+                             positions=p.positions.tolist(), boxes=p.boxes.tolist(), patch_values=p.values.tolist())
+            record["units"][str(u)] = entry
+        rows = torch.cat([torch.cat([queries[i: i + 1].cpu(), images[nb_idx[i]].cpu()]) for i in range(len(queries))])
+        save_image(make_grid(rows, rows=len(queries)), out / f"neighbours_{lstem}.png", scale=scale)
+        record["neighbours"] = {"layer": layer, "metric": args.metric, "png": f"neighbours_{lstem}.png",
+                                "queries": args.query_image or args.queries, "indices": nb_idx.tolist(),
+                                "distances": nb_dist.tolist()}
+        for e, xy in coords.items():
+            _save_figure(figures[e], out / f"embedding_{e}_{lstem}.png")
+            _save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
+            record["embeddings"][e] = {"png": f"embedding_{e}_{lstem}.png", "npy": f"embedding_{e}_{lstem}.npy",
+                                       "points": m}
+        record["filters"] = None
+        if tiles is not None:
+            columns = min(len(tiles), 16)
+            blank = torch.ones(-len(tiles) % columns, *tiles.shape[1:])  # white tiles to fill the last row
+            save_image(make_grid(torch.cat([tiles, blank]), rows=-(-len(tiles) // columns), fill=1.0),
+                       out / "filters.png", scale=max(1, 24 // max(tiles.shape[2:])))
+            record["filters"] = {"layer": conv_name, "shape": list(conv.weight.shape), "png": "filters.png"}
+        atomic_write(out / "views.json",
+                     lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1) + "\n"))
     if not args.quiet:
-        print(f"wrote dataset views of {n} images ({len(units)} units, layer {layer}) to {out}")
+        print(f"wrote dataset views of {n} images ({len(units)} units, layer {layer}) to {args.out}")
     return 0
 
 
@@ -180,6 +186,8 @@ def add_views_command(subparsers) -> None:
                    "much faster with --threads 1 on a busy machine; default: the libraries' choice)")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: %(default)s)")
     p.add_argument("--scale", type=int, default=None, help="enlarge image grids by this factor (default: to 112 px)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (written in a temporary folder beside it, renamed "
+                   "into place when complete)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=cmd_dataset_views)
