@@ -25,8 +25,8 @@ from dgn_am.layers import check_units, list_layers, parse_units, run
 
 PSEUDO = ("real-images", "noise")
 CALIBRATION_PER_CLASS = 10  # real images per class for the calibration inputs (at least --seeds)
-DEFAULT_METHODS = ("dgn-am", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "simonyan", "yosinski", "mahendran",
-                   "olah", "nguyen-handcrafted")
+DEFAULT_METHODS = ("dgn-am", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "dgn-am-stats", "simonyan", "yosinski",
+                   "mahendran", "olah", "nguyen-handcrafted")
 DEFAULT_EVALUATORS = {"fmnist-caffenet": ("fmnist-resnet", "fmnist-caffenet-s1"),
                       "fmnist-caffenet-s1": ("fmnist-resnet", "fmnist-caffenet"),
                       "fmnist-resnet": ("fmnist-caffenet", "fmnist-caffenet-s1")}

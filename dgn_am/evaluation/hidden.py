@@ -27,7 +27,8 @@ from dgn_am.evaluation.scoring import Evaluator, UnitKernels
 from dgn_am.layers import Unit, check_units, parse_units, read_units, run
 
 PSEUDO = ("top-images", "noise")
-DEFAULT_METHODS = ("dgn-am", "dgn-am-adam", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "simonyan", "olah")
+DEFAULT_METHODS = ("dgn-am", "dgn-am-adam", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "dgn-am-stats", "simonyan",
+                   "olah")
 SUMMARIES = ("act_top", "nonpositive", "realism_kid", "diversity")
 
 
