@@ -115,7 +115,8 @@ class StopAt:
 
     Seeds started from different real images then stop near them instead of all climbing into the unit's mode
     (dgn-am-class). The reference is computed once per run from ctx.param.prior.bank (a code parameterization);
-    the first step is never undone.
+    the first step is never undone. An item whose unit no bank image excites (best objective <= 0: a hidden unit
+    read before its ReLU) has no real-image strength to stop at, and climbs freely.
     """
 
     fraction: float = 0.9  # of the best bank image's objective
@@ -130,7 +131,8 @@ class StopAt:
             memo["reference"] = bank_reference(ctx)
         else:
             with torch.no_grad():
-                done = ctx.score(ctx.param.to_image(p)) >= self.fraction * memo["reference"]
+                reference = memo["reference"]
+                done = (ctx.score(ctx.param.to_image(p)) >= self.fraction * reference) & (reference > 0)
             p[done] = memo["previous"][done]
         memo["previous"] = p.detach().clone()
 

@@ -281,6 +281,12 @@ def test_stop_at_undoes_steps_past_the_bank_reference(prior, target):
     assert torch.equal(p1[0], p0[0]) and torch.equal(p1[1], torch.full((16,), 0.3))
     with pytest.raises(ValueError, match="> 0"):
         StopAt(fraction=0.0)
+    # a unit that no bank image excites (best <= 0, a hidden unit read before its ReLU) has nothing to stop at
+    scores = iter([torch.tensor([5.0, -0.1])])
+    ctx.memo[("StopAt", id(stop))] = {"reference": torch.tensor([-1.0, -0.5]), "previous": p0.clone()}
+    p2 = torch.full((2, 16), 0.3)
+    stop(p2, ctx)  # 5 >= 0.5 * -1 and -0.1 >= 0.5 * -0.5, yet neither is undone
+    assert torch.equal(p2, torch.full((2, 16), 0.3))
 
 
 def test_bank_reference_is_the_best_bank_image_per_item(prior, target):

@@ -49,6 +49,10 @@ def test_hidden_benchmark_end_to_end(tmp_path):
         # act/top is the mean over units of each item's activation over its unit's top test activation
         np.testing.assert_allclose(s["act_top"]["value"], np.mean(acts / np.repeat(top, 2)), rtol=1e-9)
         assert s["nonpositive"]["value"] == pytest.approx(np.mean(acts <= 0))
+        raw = np.array(entry["per_image"]["activation_raw"])
+        if name != "dgn-am":  # only the reference loop's target sees an unclipped image
+            np.testing.assert_allclose(raw, acts, rtol=1e-6, atol=1e-6)
+        assert s["nonpositive_raw"]["value"] == pytest.approx(np.mean(raw <= 0))
         for k in ("act_top", "nonpositive", "realism_kid", "diversity", "median_act_top"):
             assert s[k]["lo"] <= s[k]["value"] + 1e-9 and s[k]["value"] <= s[k]["hi"] + 1e-9 or k == "median_act_top"
     # the top test image of each unit is its normalizer: act/top of the first exemplar is exactly 1

@@ -5,6 +5,9 @@ For every (unit, seed) and method it records, with nested-bootstrap 95% interval
   - act/top: the unit's activation on the saved image over its top activation on the test set, both read the
     same way (before the ReLU where the layer ends in one; dgn_am.layers);
   - nonpositive: the fraction of items that end at activation <= 0 (a unit that never rose);
+  - the same two "as optimized" (_raw): on the image as the target saw it in the loop, which differs from the
+    saved image only for a method that does not clamp (the reference loop `dgn-am` feeds the raw generator
+    output to the target; its PNG is clipped to [0, 1]);
   - realism: KID, in each evaluator's penultimate features, between the unit's images and its real exemplars
     ranked seeds+1 .. seeds+top_k on the test set (lower is better; mean over evaluators);
   - diversity: mean pairwise cosine distance across the unit's seeds in the same features.
@@ -29,7 +32,8 @@ from dgn_am.layers import Unit, check_units, parse_units, read_units, run
 PSEUDO = ("top-images", "noise")
 DEFAULT_METHODS = ("dgn-am", "dgn-am-adam", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "dgn-am-stats", "simonyan",
                    "olah")
-SUMMARIES = ("act_top", "nonpositive", "realism_kid", "diversity")
+SUMMARIES = ("act_top", "median_act_top", "nonpositive", "act_top_raw", "median_act_top_raw", "nonpositive_raw",
+             "dead_start", "realism_kid", "diversity")
 
 
 @dataclass(frozen=True)
@@ -69,14 +73,16 @@ def _synthesize(name: str, target, units, seeds, prior_fn, config: HiddenConfig)
     prior = prior_fn() if method.parameterization == "code" else None
     per_chunk = max(1, config.batch_size // len(seeds))
     t0 = time.perf_counter()
-    images, acts, dead = [], [], []
+    images, acts, raw, dead = [], [], [], []
     for lo in range(0, len(units), per_chunk):
         result, _ = synthesize(target, units[lo: lo + per_chunk], seeds, method, prior=prior)
         images.append(result.images.cpu())
         acts.append(result.saved_activations.cpu())
+        raw.append(result.activations.cpu())
         dead += result.dead_start
     return {"images": torch.cat(images), "activation": torch.cat(acts).double().numpy(),
-            "dead_start": np.array(dead, dtype=float), "seconds": time.perf_counter() - t0, "steps": method.steps}
+            "activation_raw": torch.cat(raw).double().numpy(), "dead_start": np.array(dead, dtype=float),
+            "seconds": time.perf_counter() - t0, "steps": method.steps}
 
 
 def _kernels(f: np.ndarray, ref: np.ndarray) -> UnitKernels:
@@ -95,16 +101,21 @@ def _summaries(made: dict, norm: np.ndarray, feats: list[np.ndarray], refs: list
         return {"value": est, "lo": lo, "hi": hi}
 
     act_top = made["activation"] / np.repeat(norm, len(groups[0]))
+    act_top_raw = made["activation_raw"] / np.repeat(norm, len(groups[0]))
     kernels = [[_kernels(f[g], r[u]) for u, g in enumerate(groups)] for f, r in zip(feats, refs)]
     out = {"act_top": summary(values=act_top),
            "nonpositive": summary(values=(made["activation"] <= 0).astype(float)),
+           "act_top_raw": summary(values=act_top_raw),
+           "nonpositive_raw": summary(values=(made["activation_raw"] <= 0).astype(float)),
            "dead_start": summary(values=made["dead_start"]),
            "realism_kid": summary(lambda u, i: float(np.mean([k[u].kid(i) for k in kernels]))),
            "diversity": summary(lambda u, i: float(np.mean([pairwise_cosine_distance_of(f[groups[u]], i)
                                                             for f in feats])))}
-    est, lo, hi = bootstrap_set_ci(groups, lambda rows: np.array([np.median(act_top[rows])]),
+    est, lo, hi = bootstrap_set_ci(groups, lambda rows: np.array([np.median(act_top[rows]),
+                                                                  np.median(act_top_raw[rows])]),
                                    n_boot=config.n_boot, seed=0, recentre=False)
-    out["median_act_top"] = {"value": float(est[0]), "lo": float(lo[0]), "hi": float(hi[0])}
+    for j, key in enumerate(("median_act_top", "median_act_top_raw")):
+        out[key] = {"value": float(est[j]), "lo": float(lo[j]), "hi": float(hi[j])}
     return out
 
 
@@ -155,6 +166,7 @@ def run_hidden_benchmark(config: HiddenConfig, progress: Callable[[str], None] |
             rows = order[: config.seeds].T.flatten()
             made = {"images": x[rows].cpu(), "activation": table[rows, torch.arange(len(units)).repeat_interleave(
                 len(seeds))].double().numpy(), "dead_start": np.zeros(len(rows)), "seconds": 0.0, "steps": 0}
+            made["activation_raw"] = made["activation"]
         elif name == "noise":
             gens = [torch.Generator().manual_seed(10_000 * n + s) for n in range(len(units)) for s in seeds]
             noise = torch.stack([torch.rand(*x.shape[1:], generator=g) for g in gens])
@@ -162,6 +174,7 @@ def run_hidden_benchmark(config: HiddenConfig, progress: Callable[[str], None] |
             made = {"images": noise, "activation": t[torch.arange(len(noise)), torch.arange(len(units))
                     .repeat_interleave(len(seeds))].double().numpy(), "dead_start": np.zeros(len(noise)),
                     "seconds": 0.0, "steps": 0}
+            made["activation_raw"] = made["activation"]
         else:
             made = _synthesize(name, target, units, seeds, prior_fn, config)
         feats = [e.embed(made["images"].to(config.device))["penult"] for e in evaluators]
@@ -171,11 +184,12 @@ def run_hidden_benchmark(config: HiddenConfig, progress: Callable[[str], None] |
             sub = [groups[i] for i in pick]
             rows = np.concatenate(sub)
             regroup = [np.arange(j * len(seeds), (j + 1) * len(seeds)) for j in range(len(pick))]
-            summary[layer] = _summaries({k: made[k][rows] for k in ("activation", "dead_start")}, norm[pick],
+            summary[layer] = _summaries({k: made[k][rows] for k in ("activation", "activation_raw", "dead_start")},
+                                        norm[pick],
                                         [f[rows] for f in feats], [[r[i] for i in pick] for r in refs], regroup,
                                         config)
-        results[name] = {"summary": summary, "per_image": {"activation": made["activation"].tolist(),
-                                                           "dead_start": made["dead_start"].tolist()},
+        results[name] = {"summary": summary, "per_image": {k: made[k].tolist() for k in
+                                                           ("activation", "activation_raw", "dead_start")},
                          "cost": {"seconds_total": made["seconds"], "steps": made["steps"],
                                   "seconds_per_image": made["seconds"] / len(made["images"])}}
         images[name] = made["images"]

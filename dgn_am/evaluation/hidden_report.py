@@ -9,8 +9,9 @@ from dgn_am.evaluation.figures import image_table
 from dgn_am.imageio import atomic_write
 
 COLUMNS = (("act_top", "act/top", "{:.2f}"), ("median_act_top", "median act/top", "{:.2f}"),
-           ("nonpositive", "ends <= 0", "{:.3f}"), ("realism_kid", "realism KID (lower better)", "{:.3f}"),
-           ("diversity", "diversity", "{:.3f}"))
+           ("nonpositive", "ends <= 0", "{:.3f}"), ("median_act_top_raw", "median act/top as optimized", "{:.2f}"),
+           ("nonpositive_raw", "ends <= 0 as optimized", "{:.3f}"),
+           ("realism_kid", "realism KID (lower better)", "{:.3f}"), ("diversity", "diversity", "{:.3f}"))
 
 
 def _cell(s: dict, fmt: str) -> str:
@@ -23,7 +24,9 @@ def to_markdown(results: dict, command: str = "", commit: str = "") -> str:
     st = results["settings"]
     lines = [f"Hidden units of {st['model']}: {', '.join(st['units'])}, {st['seeds']} seeds each, evaluators "
              f"{', '.join(st['evaluators'])}; realism against each unit's test images ranked {st['seeds'] + 1}.."
-             f"{st['seeds'] + st['top_k']}. 95% intervals: bootstrap over units, then seeds ({st['n_boot']}).", ""]
+             f"{st['seeds'] + st['top_k']}. Activations are read on the saved images (clipped to [0, 1]); 'as "
+             "optimized' reads them as the target saw them in the loop (differs only for dgn-am, which feeds the raw "
+             f"generator output). 95% intervals: bootstrap over units, then seeds ({st['n_boot']}).", ""]
     if command:
         lines += [f"Command: `{command}`" + (f" (commit {commit})" if commit else ""), ""]
     for layer in st["layers"] + ["all"]:
