@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if rc == 0 and args.only != "class":
         rc = dgn_am_main(["benchmark", "--model", "fmnist-caffenet", "--units", "conv5:0-63", "fc6:0-63",
                           "--seeds", str(args.hidden_seeds), "--steps", str(args.hidden_steps),
-                          "--n-boot", str(args.n_boot), "--out", f"{args.out}/hidden"])
+                          "--n-boot", str(args.n_boot), "--out", f"{args.out}/hidden", "--overwrite"])
     return rc
 
 
