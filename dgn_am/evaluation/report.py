@@ -135,7 +135,7 @@ def calibration_markdown(calib: dict | None) -> str:
 
 
 FIGURE_QUESTIONS = {  # file -> (title, [(summary key, label)]): one bar chart per question
-    "realism.png": ("Which prior gives realistic images? (real images of the class: first bar group)",
+    "realism.png": ("Which prior gives realistic images? (green: learned prior, blue: hand-crafted, grey: references)",
                     [("fid_early", "FID early (lower better)"), ("fid_penult", "FID penult (lower better)"),
                      ("density", "density (higher better)")]),
     "diversity.png": ("Which prior gives diverse images?",
