@@ -69,3 +69,15 @@ def test_hidden_benchmark_end_to_end(tmp_path):
 def test_hidden_benchmark_refuses_the_target_as_evaluator():
     with pytest.raises(ValueError, match="target itself"):
         run_hidden_benchmark(HiddenConfig(evaluators=("fmnist-caffenet",)))
+
+
+def test_results_json_is_strict_json_with_null_for_nan():
+    import math
+
+    from dgn_am.evaluation.report import to_json
+
+    text = to_json({"settings": {"x": float("nan")}, "methods": {"m": {"v": np.array([1.0, np.inf])}},
+                    "images": None})
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+    assert data == {"settings": {"x": None}, "methods": {"m": {"v": [1.0, None]}}}
+    assert not any(isinstance(v, float) and math.isnan(v) for v in data["settings"].values())

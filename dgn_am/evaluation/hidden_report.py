@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dgn_am.errors import strict_dumps
 from dgn_am.evaluation.figures import image_table
 from dgn_am.imageio import atomic_write
 
@@ -66,7 +67,8 @@ def write_hidden(results: dict, out: Path, command: str, commit: str) -> None:
     results["settings"]["command"], results["settings"]["commit"] = command, commit
     data = {k: v for k, v in results.items() if k not in ("images", "test_images", "exemplars")}
     data["exemplars"] = results["exemplars"].tolist()
-    for name, text in (("results.json", json.dumps(data, indent=1, allow_nan=False, default=float)),
+    plain = json.loads(json.dumps(data, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
+    for name, text in (("results.json", strict_dumps(plain, indent=1)),
                        ("table.md", to_markdown(results, command, commit))):
         atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
     draw_exemplars(results, out)

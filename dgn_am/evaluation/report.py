@@ -42,8 +42,11 @@ def _cell(s: dict | None, fmt: str) -> str:
 
 def to_json(results: dict) -> str:
     """results.json: everything but the image tensors (per-image numbers, summaries, settings, calibration)."""
+    from dgn_am.errors import strict_dumps
+
     keep = {k: v for k, v in results.items() if k not in ("images", "real_images_for_grid")}
-    return json.dumps(keep, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    plain = json.loads(json.dumps(keep, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    return strict_dumps(plain, indent=1)  # strict JSON: a NaN statistic (one seed drawn twice) becomes null
 
 
 def to_csv(results: dict) -> str:
