@@ -101,7 +101,8 @@ class StepRule:
 class Result:
     """images (B, C, H, W) clamped to [0, 1], as saved; activations (B,) objective of the returned images without
     transforms, as the target saw them in the loop; saved_activations (B,) objective of `images` (equal to
-    activations unless clamping changed a pixel); history (steps, B) objective at every step (with transforms);
+    activations unless clamping changed a pixel); history (steps, B) objective at every step (with transforms;
+    NaN for an item after it failed, and for every item after the step where all had stopped or failed);
     params (B, ...) the optimized tensor that rendered the images; dead_start (B,) items whose objective and
     gradient were both 0 at the first step; stopped_at (B,) the step where an item stopped on a zero gradient
     (-1: it ran every step)."""
