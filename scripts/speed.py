@@ -1,0 +1,140 @@
+"""Measure synthesis speed in one process: the engine batched, one item at a time, and a bare loop (the floor).
+
+    python scripts/speed.py                                   # writes docs/speed/speed.json and speed.md
+    python scripts/speed.py --method dgn-am --steps 50 --units fc8:0-9 --seeds 8 --repeats 5 --out /tmp/speed
+
+Every row runs the same model, prior, steps and number of (unit, seed) items, `--repeats` times after one warm-up;
+the table gives the median and the spread (min to max) of seconds per image, and each row's ratio to the bare loop
+measured in the same process (a ratio is what a shared machine can measure; absolute times move with load).
+GFLOPS: the FLOPs of one step of the bare loop (torch.utils.flop_counter, forward and backward) over its time,
+against a float32 matmul measured in the same run. (A row for Lucent's render_vis at equal steps and transforms
+is not here yet.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dgn_am.imageio import atomic_write
+from dgn_am.layers import parse_units, read_units, run
+from dgn_am.methods import get_method, synthesize
+from dgn_am.models.loading import load_model
+from dgn_am.priors import load_prior
+
+
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of `repeats` calls of fn, after one warm-up call."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bare_loop(model, prior, units, seeds, steps: int, lr: float) -> Callable[[], torch.Tensor]:
+    """The floor: G(h) -> target -> the units -> backward -> normalized step, clip, decay; no engine, no hooks
+    beyond reading the one layer."""
+    layer = units[0].layer
+    items = [u for u in units for _ in seeds]
+
+    def loop() -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        h = (torch.randn(len(items), prior.code_dim, generator=gen) * 0.1).requires_grad_(True)
+        for i in range(steps):
+            act = read_units(run(model, prior.image(h, model.input_spec), [layer])[layer], items)
+            (g,) = torch.autograd.grad(act.sum(), h)
+            with torch.no_grad():
+                h += (lr * (1 - i / steps)) / g.abs().mean(1, keepdim=True).clamp(min=1e-12) * g
+                torch.maximum(torch.minimum(h, prior.upper), prior.lower, out=h)
+                h *= 0.99
+        return h.detach()
+
+    return loop
+
+
+def step_flops(model, prior, units, seeds) -> int:
+    """FLOPs of one forward and backward pass of the bare loop's step."""
+    layer = units[0].layer
+    items = [u for u in units for _ in seeds]
+    h = torch.zeros(len(items), prior.code_dim, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        act = read_units(run(model, prior.image(h, model.input_spec), [layer])[layer], items)
+        act.sum().backward()  # (autograd.grad on a leaf is not supported under the flop counter)
+    return counter.get_total_flops()
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / statistics.median(timed(lambda: a @ b, repeats)) / 1e9
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="fmnist-caffenet")
+    p.add_argument("--prior", default="fmnist-fc6")
+    p.add_argument("--method", default="dgn-am")
+    p.add_argument("--units", default="fc8:0-9")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--one-at-a-time", type=int, default=8, help="items timed one by one (the rest is scaled)")
+    p.add_argument("--out", default="docs/speed")
+    args = p.parse_args(argv)
+    model, prior = load_model(args.model), load_prior(args.prior)
+    units, seeds = parse_units(args.units), list(range(args.seeds))
+    method = get_method(args.method).with_overrides(steps=args.steps)
+    n = len(units) * len(seeds)
+    lr = method.step_rule.lr * (prior.reference_scale if method.code_scale == "reference" else 1.0)
+    rows: dict[str, list[float]] = {}
+    rows["bare loop (floor)"] = [t / n for t in timed(bare_loop(model, prior, units, seeds, args.steps, lr),
+                                                      args.repeats)]
+    rows["engine, batched"] = [t / n for t in timed(lambda: synthesize(model, units, seeds, method, prior=prior),
+                                                    args.repeats)]
+    k = min(args.one_at_a_time, n)
+    single = [(u, s) for u in units for s in seeds][:k]
+    rows["engine, one item at a time"] = [t / k for t in timed(
+        lambda: [synthesize(model, [u], [s], method, prior=prior) for u, s in single], args.repeats)]
+    flops = step_flops(model, prior, units, seeds)
+    bare = statistics.median(rows["bare loop (floor)"]) * n / args.steps  # seconds per step of the whole batch
+    achieved, peak = flops / bare / 1e9, matmul_gflops()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {
+        "command": "python scripts/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit, "model": args.model, "prior": args.prior, "method": args.method, "items": n,
+        "steps": args.steps, "repeats": args.repeats, "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "machine": platform.machine(), "device": "cpu",
+        "rows": {name: {"median": statistics.median(v), "min": min(v), "max": max(v), "seconds_per_image": v}
+                 for name, v in rows.items()},
+        "gflops": {"step_flops": flops, "bare_loop": achieved, "matmul_1024": peak, "fraction": achieved / peak},
+    }
+    floor = result["rows"]["bare loop (floor)"]["median"]
+    lines = [f"`{result['command']}` (commit {commit}, torch {torch.__version__}, {torch.get_num_threads()} "
+             f"threads, {n} items x {args.steps} steps, {args.repeats} repeats after a warm-up)", "",
+             "| row | s / image, median [min, max] | x bare loop |", "|---|---|---|"]
+    for name, r in result["rows"].items():
+        lines.append(f"| {name} | {r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}] | {r['median'] / floor:.2f} |")
+    lines += ["", f"Bare loop: {achieved:.1f} GFLOPS ({flops / 1e9:.2f} GFLOP per step of the batch) against "
+                  f"{peak:.1f} GFLOPS for a 1024x1024 float32 matmul in the same run ({achieved / peak:.0%})."]
+    out = Path(args.out)
+    atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    print("\n".join(lines))
+    return result
+
+
+if __name__ == "__main__":
+    main()

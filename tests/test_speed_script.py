@@ -1,0 +1,40 @@
+"""scripts/speed.py runs end to end on a tiny budget and writes what it promises (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "speed.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_script_writes_json_and_table(tmp_path):
+    speed = _load()
+    result = speed.main(["--steps", "2", "--seeds", "2", "--units", "fc8:0-1", "--repeats", "2",
+                         "--one-at-a-time", "1", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "speed.json").read_text())
+    assert set(data["rows"]) == {"bare loop (floor)", "engine, batched", "engine, one item at a time"}
+    for row in data["rows"].values():
+        assert len(row["seconds_per_image"]) == 2 and row["min"] <= row["median"] <= row["max"]
+    assert data["items"] == 4 and data["steps"] == 2 and data["gflops"]["step_flops"] > 0
+    assert "| engine, batched |" in (tmp_path / "speed.md").read_text()
+    assert result["gflops"]["fraction"] == data["gflops"]["fraction"]
+
+
+def test_matmul_flops_are_counted_as_2n3():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    with FlopCounterMode(display=False) as counter:
+        a @ b
+    assert counter.get_total_flops() == 2 * 8 * 16 * 4  # the convention matmul_gflops divides by
