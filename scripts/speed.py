@@ -7,8 +7,13 @@ Every row runs the same model, prior, steps and number of (unit, seed) items, `-
 the table gives the median and the spread (min to max) of seconds per image, and each row's ratio to the bare loop
 measured in the same process (a ratio is what a shared machine can measure; absolute times move with load).
 GFLOPS: the FLOPs of one step of the bare loop (torch.utils.flop_counter, forward and backward) over its time,
-against a float32 matmul measured in the same run. (A row for Lucent's render_vis at equal steps and transforms
-is not here yet.)
+against a float32 matmul measured in the same run.
+
+Lucent (optional: `pip install --no-deps torch-lucent==0.1.8 "kornia==0.5.11" decorator ipython`, plus ipython's
+own dependencies; Lucent 0.1.8 needs a kornia older than 0.6): `olah` batched against Lucent's render_vis one unit at
+a time, at equal steps, with the same parameterization (1/f Fourier, sigmoid, no colour decorrelation for a grey
+model), Adam 0.05, and `olah`'s transforms at the model's size (pad 2, jitter 1, scale 0.9-1.1, rotate 10 degrees,
+jitter 1; Lucent's jitter(2) shifts by 0-1 pixels, and it resizes back to 28 where the engine centre-crops).
 """
 
 from __future__ import annotations
@@ -65,6 +70,29 @@ def bare_loop(model, prior, units, seeds, steps: int, lr: float) -> Callable[[],
     return loop
 
 
+def lucent_run(model, units, seeds, steps: int) -> Callable[[], None] | None:
+    """Lucent's render_vis for each (unit, seed), one at a time, or None when lucent is not importable."""
+    try:
+        from lucent.optvis import param, render, transform
+    except ImportError:
+        return None
+    spec = model.input_spec
+    tf = [transform.pad(2, mode="constant", constant_value=0.5), transform.jitter(2),
+          transform.random_scale([1 + (i - 5) / 50.0 for i in range(11)]),
+          transform.random_rotate(list(range(-10, 11)) + 5 * [0]), transform.jitter(2)]
+
+    def loop() -> None:
+        for u in units:
+            for s in seeds:
+                torch.manual_seed(s)  # Lucent draws its start from the global RNG
+                render.render_vis(model, f"net_{u.layer}:{u.index}", lambda: param.image(
+                    spec.size[1], h=spec.size[0], batch=1, channels=spec.channels, fft=True, decorrelate=False),
+                    transforms=tf, thresholds=(steps,), preprocess=False, progress=False, show_image=False,
+                    fixed_image_size=spec.size[0])
+
+    return loop
+
+
 def step_flops(model, prior, units, seeds) -> int:
     """FLOPs of one forward and backward pass of the bare loop's step."""
     layer = units[0].layer
@@ -107,6 +135,12 @@ def main(argv: list[str] | None = None) -> dict:
     single = [(u, s) for u in units for s in seeds][:k]
     rows["engine, one item at a time"] = [t / k for t in timed(
         lambda: [synthesize(model, [u], [s], method, prior=prior) for u, s in single], args.repeats)]
+    olah = get_method("olah").with_overrides(steps=args.steps)
+    lucent = lucent_run(model, units, seeds[:1], args.steps)  # one seed per unit: it runs one at a time
+    if lucent is not None:
+        rows["olah, engine batched"] = [t / n for t in timed(lambda: synthesize(model, units, seeds, olah),
+                                                             args.repeats)]
+        rows["lucent render_vis, one at a time"] = [t / len(units) for t in timed(lucent, args.repeats)]
     flops = step_flops(model, prior, units, seeds)
     bare = statistics.median(rows["bare loop (floor)"]) * n / args.steps  # seconds per step of the whole batch
     achieved, peak = flops / bare / 1e9, matmul_gflops()
@@ -122,11 +156,22 @@ def main(argv: list[str] | None = None) -> dict:
         "gflops": {"step_flops": flops, "bare_loop": achieved, "matmul_1024": peak, "fraction": achieved / peak},
     }
     floor = result["rows"]["bare loop (floor)"]["median"]
+    if lucent is not None:
+        result["lucent_over_olah"] = (result["rows"]["lucent render_vis, one at a time"]["median"] /
+                                      result["rows"]["olah, engine batched"]["median"])
     lines = [f"`{result['command']}` (commit {commit}, torch {torch.__version__}, {torch.get_num_threads()} "
              f"threads, {n} items x {args.steps} steps, {args.repeats} repeats after a warm-up)", "",
-             "| row | s / image, median [min, max] | x bare loop |", "|---|---|---|"]
+             "| row | s / image, median [min, max] | ratio |", "|---|---|---|"]
     for name, r in result["rows"].items():
-        lines.append(f"| {name} | {r['median']:.3f} [{r['min']:.3f}, {r['max']:.3f}] | {r['median'] / floor:.2f} |")
+        base, label = ((result["rows"]["olah, engine batched"]["median"], "x olah batched") if "olah" in name or
+                       "lucent" in name else (floor, "x bare loop"))
+        lines.append(f"| {name} | {r['median']:.4f} [{r['min']:.4f}, {r['max']:.4f}] | {r['median'] / base:.2f} "
+                     f"{label} |")
+    if lucent is not None:
+        lines += ["", f"Lucent's render_vis takes {result['lucent_over_olah']:.1f}x the time per image of the "
+                      f"engine running `olah` on all {n} items at once (same steps, parameterization and transforms)."]
+    else:
+        lines += ["", "Lucent is not installed, so its row is left out (see the script's docstring)."]
     lines += ["", f"Bare loop: {achieved:.1f} GFLOPS ({flops / 1e9:.2f} GFLOP per step of the batch) against "
                   f"{peak:.1f} GFLOPS for a 1024x1024 float32 matmul in the same run ({achieved / peak:.0%})."]
     out = Path(args.out)
