@@ -179,7 +179,7 @@ def _check_method(method) -> None:
 
 def cmd_synthesize(args) -> int:
     from dgn_am.imageio import atomic_write, make_grid, read_image, save_image, save_labelled_grid
-    from dgn_am.layers import check_units, parse_units
+    from dgn_am.layers import check_units, units_of
     from dgn_am.methods import synthesize
     from tqdm import tqdm
 
@@ -189,7 +189,7 @@ def cmd_synthesize(args) -> int:
     method = _base_method(args)
     model = _load(args)
     method = _compose(method, args, model)
-    units = [u for spec in args.units for u in parse_units(spec)]
+    units = units_of(model, args.units)
     bounded_int(len(units) * args.seeds, "the number of images (units x --seeds)", 1, MAX_IMAGES)
     check_units(model, units)  # every error is raised before anything is written
     repeated = sorted(a for a, n in Counter(str(u) for u in units).items() if n > 1)

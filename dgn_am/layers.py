@@ -7,6 +7,7 @@ Unit addresses:
   conv5:12@3,4     channel 12 at row 3, column 4
   fc8:0-9          a range (inclusive); fc8:1,5,7 a list; conv5:0-3@mean a range at one spatial mode
   conv5+relu:12    the same unit read AFTER its ReLU (see below)
+  conv5:all        every channel of the layer (needs the model: units_of(model, addresses))
 
 How a layer is read (the reference's way). Caffe's ReLUs run in place, so the reference reads a conv or fc unit
 before its ReLU, and a unit that is 0 after its ReLU still has a gradient. Here, when the module a name addresses
@@ -89,6 +90,25 @@ def parse_units(address: str) -> list[Unit]:
                 raise ValueError(f"bad position '@{where}' in '{address}'; use @ROW,COL, @centre or @mean")
             spatial = (int(m.group(1)), int(m.group(2)))
     return [Unit(layer, i, spatial) for i in _indices(rest, address)]
+
+
+def units_of(model: nn.Module, addresses: list[str]) -> list[Unit]:
+    """Parse addresses for `model`; 'LAYER:all' (with any @position) names every channel of that layer."""
+    sizes: dict[str, int] = {}
+    units: list[Unit] = []
+    for address in addresses:
+        layer, _, rest = address.rpartition(":")
+        index, at, where = rest.partition("@")
+        if index.strip() == "all" and layer:
+            if not sizes:
+                sizes = {name: shape[0] for name, _, shape in list_layers(model) if shape}
+            name = split_reading(layer)[0]
+            if name not in sizes:
+                get_layer(model, name)  # raises the unknown-layer error
+                raise ValueError(f"layer '{name}' produced no tensor output; pick another layer")
+            address = f"{layer}:0-{sizes[name] - 1}{at}{where}"
+        units.extend(parse_units(address))
+    return units
 
 
 def _root(model: nn.Module) -> nn.Module:

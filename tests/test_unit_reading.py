@@ -97,3 +97,16 @@ def test_shipped_models_read_conv_and_fc_before_relu():
     torch.testing.assert_close(a["conv5"].clamp(min=0), a["conv5+relu"])
     resnet = relu_readings(load_model("fmnist-resnet"))
     assert resnet == {"stem": "stem.2", "layer1": "layer1.relu2", "layer2": "layer2.relu2", "layer3": "layer3.relu2"}
+
+
+def test_all_names_every_channel_of_a_layer(net):
+    from dgn_am.layers import units_of
+
+    caffenet = load_model("fmnist-caffenet")
+    units = units_of(caffenet, ["conv5:all@mean", "fc8:2", "fc6+relu:all"])
+    assert [str(u) for u in units[:2]] == ["conv5:0@mean", "conv5:1@mean"] and str(units[63]) == "conv5:63@mean"
+    assert str(units[64]) == "fc8:2" and len(units) == 64 + 1 + 512
+    assert units[65].layer == "fc6+relu" and units[-1].index == 511
+    assert [u.index for u in units_of(net, ["block:all"])] == [0, 1, 2]
+    with pytest.raises(ValueError, match="unknown layer 'fc9'"):
+        units_of(caffenet, ["fc9:all"])

@@ -21,7 +21,7 @@ import torch
 from dgn_am.evaluation.calibration import INPUTS, calibrate
 from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, kid, pairwise_cosine_distance_of
 from dgn_am.evaluation.scoring import SPACES, Evaluator, Scorer, parse_evaluator
-from dgn_am.layers import check_units, list_layers, parse_units, run
+from dgn_am.layers import check_units, list_layers, run, units_of
 
 PSEUDO = ("real-images", "noise")
 CALIBRATION_PER_CLASS = 10  # real images per class for the calibration inputs (at least --seeds)
@@ -212,7 +212,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     methods = _methods(config)
     ev_names = _evaluators(config)
     target = load_model(config.model, config.weights, device=config.device)
-    units = [u for address in config.units.split() for u in parse_units(address)]
+    units = units_of(target, config.units.split())
     check_units(target, units)
     out_layer = list_layers(target)[-1][0]
     if any(u.layer != out_layer for u in units):

@@ -32,11 +32,12 @@ def write_outputs(results: dict, out: Path, command: str, commit: str) -> None:
 
 def _output_units(args) -> bool:
     """True when every --units address is a unit of the target's output layer (the class benchmark)."""
-    from dgn_am.layers import list_layers, parse_units
+    from dgn_am.layers import list_layers, units_of
     from dgn_am.models.loading import load_model
 
-    out_layer = list_layers(load_model(args.model, args.weights))[-1][0]
-    return all(u.layer == out_layer for a in args.units for u in parse_units(a))
+    model = load_model(args.model, args.weights)
+    out_layer = list_layers(model)[-1][0]
+    return all(u.layer == out_layer for u in units_of(model, args.units))
 
 
 def cmd_hidden(args, folder) -> int:

@@ -27,7 +27,7 @@ import torch
 
 from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, pairwise_cosine_distance_of, poly_kernel
 from dgn_am.evaluation.scoring import Evaluator, UnitKernels
-from dgn_am.layers import Unit, check_units, parse_units, read_units, run
+from dgn_am.layers import Unit, check_units, read_units, run, units_of
 
 PSEUDO = ("top-images", "noise")
 DEFAULT_METHODS = ("dgn-am", "dgn-am-adam", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "dgn-am-stats", "simonyan",
@@ -136,7 +136,7 @@ def run_hidden_benchmark(config: HiddenConfig, progress: Callable[[str], None] |
     if config.model in config.evaluators:
         raise ValueError(f"evaluator '{config.model}' is the target itself; pick other evaluators")
     target = load_model(config.model, config.weights, device=config.device)
-    units = [u for a in config.units for u in parse_units(a)]
+    units = units_of(target, list(config.units))
     check_units(target, units)
     evaluators = [Evaluator.from_spec(e, device=config.device) for e in config.evaluators]
     x, _ = load_fashion_mnist("test", config.data_dir)

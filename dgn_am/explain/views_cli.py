@@ -59,7 +59,7 @@ def cmd_dataset_views(args) -> int:
     from dgn_am.explain.maps import filter_tiles
     from dgn_am.explain.plots import plot_embedding
     from dgn_am.imageio import atomic_write, load_image, make_grid, save_image
-    from dgn_am.layers import check_units, get_layer, parse_units
+    from dgn_am.layers import check_units, get_layer, units_of
 
     for name in args.embedding:
         if name not in ("pca", "tsne"):
@@ -73,7 +73,7 @@ def cmd_dataset_views(args) -> int:
     spec = model.input_spec
     scale = _scale(args, tuple(spec.size))
     spatial, flat = _default_layers(model) if not (args.units and args.layer) else (None, None)
-    units = [u for a in (args.units or [f"{spatial}:0-3"]) for u in parse_units(a)]
+    units = units_of(model, args.units or [f"{spatial}:0-3"])
     check_units(model, units)
     layer = args.layer or flat
     get_layer(model, layer)
