@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "speed.py"
@@ -40,3 +41,13 @@ def test_matmul_flops_are_counted_as_2n3():
     with FlopCounterMode(display=False) as counter:
         a @ b
     assert counter.get_total_flops() == 2 * 8 * 16 * 4  # the convention matmul_gflops divides by
+
+
+@pytest.mark.slow
+def test_paper_size_run_measures_engine_floor_and_memory():
+    spec = importlib.util.spec_from_file_location("speed_paper", SCRIPT.parent / "speed_paper.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    row = module.one(batch=1, steps=1)
+    assert row["batch"] == 1 and row["engine_s_per_step"] > 0 and row["floor_s_per_step"] > 0
+    assert row["peak_rss_mb"] > 200  # the 56M-parameter generator alone is 224 MB of float32
