@@ -166,7 +166,7 @@ def capture(model: nn.Module, layers: list[str], stop: bool = True, raw: bool = 
             if name in acts:  # a module called twice (shared ReLU) keeps its first output
                 return
             ends_in_relu = bool(relus) and last_relu[0] in relus and output is last_relu[2]
-            if post and not ends_in_relu:
+            if post and not raw and not ends_in_relu:  # raw reads every module's output, '+relu' or not
                 raise ValueError(f"layer '{name}': '{split_reading(name)[0]}' does not end in an nn.ReLU, so it has "
                                  f"no after-ReLU reading; drop '{POST_RELU}'")
             if ends_in_relu and not post:

@@ -110,3 +110,10 @@ def test_all_names_every_channel_of_a_layer(net):
     assert [u.index for u in units_of(net, ["block:all"])] == [0, 1, 2]
     with pytest.raises(ValueError, match="unknown layer 'fc9'"):
         units_of(caffenet, ["fc9:all"])
+
+
+def test_raw_reads_module_outputs_whatever_the_name(net):
+    x = torch.tensor([[[[0.3, -0.7], [0.9, 0.1]]]])
+    raw = run(net, x, ["fc1+relu", "out+relu"], raw=True)
+    torch.testing.assert_close(raw["fc1+relu"], net.fc1(x.flatten(1)))
+    assert raw["out+relu"].shape == (1, 2)
