@@ -137,6 +137,24 @@ def test_to_target_converts_caffe_bgr_and_crops_like_the_reference():
     assert gray.item() == pytest.approx(0.299)
 
 
+def tiny_prior_config(images) -> dict:
+    """A train-prior config (model and data, no trainer) for the tiny generator, encoder and image folder."""
+    return {
+        "seed_everything": 0,
+        "model": {
+            "generator": {"class_path": "dgn_am.models.generators.Generator",
+                          "init_args": {"config": TINY_G.to_dict()}},
+            "discriminator": {"class_path": "training.networks.Discriminator",
+                              "init_args": {"channels": 1, "size": 8, "code_dim": 16, "width": 4}},
+            "encoder": {"class_path": "training.networks.Encoder", "init_args": {"model": TINY, "layer": "fc1"}},
+            "comparator": {"class_path": "training.networks.Comparator",
+                           "init_args": {"model": TINY, "layers": ["fc1"]}},
+        },
+        "data": {"class_path": "training.data.ImageFolderDataModule",
+                 "init_args": {"root": str(images), "size": 8, "channels": 1, "batch_size": 4, "val_every": 4}},
+    }
+
+
 def _image_folder(root, n=12):
     rng = np.random.default_rng(0)
     for c in ("a", "b"):
@@ -149,24 +167,9 @@ def test_train_prior_command_on_an_image_folder(tmp_path):
     from training.train_prior import main
 
     _image_folder(tmp_path / "images")
-    config = {
-        "seed_everything": 0,
-        "model": {
-            "generator": {"class_path": "dgn_am.models.generators.Generator",
-                          "init_args": {"config": TINY_G.to_dict()}},
-            "discriminator": {"class_path": "training.networks.Discriminator",
-                              "init_args": {"channels": 1, "size": 8, "code_dim": 16, "width": 4}},
-            "encoder": {"class_path": "training.networks.Encoder", "init_args": {"model": TINY, "layer": "fc1"}},
-            "comparator": {"class_path": "training.networks.Comparator",
-                           "init_args": {"model": TINY, "layers": ["fc1"]}},
-        },
-        "data": {"class_path": "training.data.ImageFolderDataModule",
-                 "init_args": {"root": str(tmp_path / "images"), "size": 8, "channels": 1, "batch_size": 4,
-                               "val_every": 4}},
-        "trainer": {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False, "logger": False,
-                    "default_root_dir": str(tmp_path),
-                    "enable_checkpointing": False},
-    }
+    config = tiny_prior_config(tmp_path / "images")
+    config["trainer"] = {"max_epochs": 1, "accelerator": "cpu", "enable_progress_bar": False, "logger": False,
+                         "default_root_dir": str(tmp_path), "enable_checkpointing": False}
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(config))
     out = tmp_path / "prior.safetensors"

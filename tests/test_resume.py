@@ -18,7 +18,7 @@ import torch
 
 from dgn_am.data import DEBIAN_FASHION_MNIST, read_idx
 from tests.helpers import FASHION_FILES, write_idx
-from tests.test_prior_training import TINY, TINY_G, _image_folder
+from tests.test_prior_training import _image_folder, tiny_prior_config
 from training.resume import AtomicCheckpointIO, checkpoint_step, resume_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,29 +153,15 @@ def test_train_classifier_killed_then_resumed(tmp_path):
 
 
 def _prior_config(tmp_path: Path, name: str) -> Path:
-    config = {
-        "seed_everything": 0,
-        "model": {
-            "generator": {"class_path": "dgn_am.models.generators.Generator",
-                          "init_args": {"config": TINY_G.to_dict()}},
-            "discriminator": {"class_path": "training.networks.Discriminator",
-                              "init_args": {"channels": 1, "size": 8, "code_dim": 16, "width": 4}},
-            "encoder": {"class_path": "training.networks.Encoder", "init_args": {"model": TINY, "layer": "fc1"}},
-            "comparator": {"class_path": "training.networks.Comparator",
-                           "init_args": {"model": TINY, "layers": ["fc1"]}},
-            "d_pause": 0.0,
-        },
-        "data": {"class_path": "training.data.ImageFolderDataModule",
-                 "init_args": {"root": str(tmp_path / "images"), "size": 8, "channels": 1, "batch_size": 4,
-                               "val_every": 4}},
-        "trainer": {"max_epochs": 60, "accelerator": "cpu", "enable_progress_bar": False, "log_every_n_steps": 1,
-                    "limit_val_batches": 0, "enable_model_summary": False, "default_root_dir": str(tmp_path / name),
-                    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                               "init_args": {"save_dir": str(tmp_path / name)}},
-                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                   "init_args": {"dirpath": str(tmp_path / name / "ckpt"), "save_last": True,
-                                                 "every_n_train_steps": 10}}]},
-    }
+    config = tiny_prior_config(tmp_path / "images")
+    config["model"]["d_pause"] = 0.0
+    config["trainer"] = {
+        "max_epochs": 60, "accelerator": "cpu", "enable_progress_bar": False, "log_every_n_steps": 1,
+        "limit_val_batches": 0, "enable_model_summary": False, "default_root_dir": str(tmp_path / name),
+        "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / name)}},
+        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                       "init_args": {"dirpath": str(tmp_path / name / "ckpt"), "save_last": True,
+                                     "every_n_train_steps": 10}}]}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(config))
     return path
