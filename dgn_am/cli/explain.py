@@ -1,6 +1,6 @@
-"""`dgn-am explain` and `dgn-am dataset-views`: argument parsing and file output only.
+"""`dgn-am explain`: attribution maps of one unit for one image. Argument parsing and file output only.
 
-Both commands validate everything and compute every result before the first file is written, and each file is
+The command validates everything and compute every result before the first file is written, and each file is
 written atomically, so an error leaves the output folder as it was.
 """
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dgn_am.cli.common import add_model_args, load_target, png_scale, save_figure, save_npy, unit_stem
 from dgn_am.errors import finite_float, strict_dumps
-from dgn_am.outdir import OutputFolder, file_part
+from dgn_am.outdir import OutputFolder
 
 EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.png          the map (sequential colours for non-negative maps, blue-white-red for signed ones)
@@ -22,47 +23,7 @@ EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.npy          the method's raw output for the image (float32; shapes in docs/explain.md)
 plus input.png (the image as the model sees it), panel.png (every map, then every overlay) and explain.json."""
 
-VIEWS_HELP = """Writes into --out:
-  topk_UNIT.png               the k images that drive the unit most (conv units read as addressed: the centre
-                              position by default, @ROW,COL or @mean)
-  patches_UNIT.png            conv units: each image's strongest position of the channel (or the @ROW,COL given),
-                              the k strongest images, each cropped to that unit's receptive field
-  neighbours_LAYER.png        a row per query: the query, then its nearest neighbours in --layer's features
-  embedding_METHOD_LAYER.png  PCA / t-SNE of --layer's features, coloured by class, with thumbnails
-  embedding_METHOD_LAYER.npy  the 2-D coordinates, (N, 2) float32
-  filters.png                 the first convolution's filters (grey = 0)
-  views.json                  indices, activations, positions, boxes and distances behind every picture"""
 
-
-def _unit_stem(unit) -> str:
-    where = ""
-    if isinstance(unit.spatial, tuple):
-        where = f"_at{unit.spatial[0]}-{unit.spatial[1]}"
-    elif unit.spatial == "mean":
-        where = "_mean"
-    return f"{file_part(unit.layer.replace('.', '-'))}_u{unit.index}{where}"
-
-
-def _scale(args, size: tuple[int, int]) -> int:
-    if args.scale is not None and args.scale < 1:
-        raise ValueError(f"--scale must be >= 1, got {args.scale}")
-    return args.scale or max(1, 112 // max(size))
-
-
-def _save_figure(fig, path: Path) -> None:
-    from dgn_am.imageio import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-
-
-def _save_npy(array: np.ndarray, path: Path) -> None:
-    from dgn_am.imageio import atomic_write
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    atomic_write(path, write)
 
 
 def _one_unit(model, address: str | None):
@@ -79,7 +40,6 @@ def _one_unit(model, address: str | None):
 
 
 def cmd_explain(args) -> int:
-    from dgn_am.cli import _load
     from dgn_am.explain.maps import heatmap, overlay
     from dgn_am.explain.occlusion import default_window
     from dgn_am.explain.plots import plot_panel
@@ -94,10 +54,10 @@ def cmd_explain(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
-    model = _load(args)
+    model = load_target(args)
     x = load_image(args.image, model.input_spec).to(args.device)  # (1, C, H, W) in [0, 1]
     size = tuple(x.shape[2:])
-    scale = _scale(args, size)
+    scale = png_scale(args, size)
     if args.stop_layer not in (None, "input"):
         get_layer(model, args.stop_layer)
     with torch.no_grad():
@@ -112,7 +72,7 @@ def cmd_explain(args) -> int:
     options = {"occlusion": {"patch": patch, "stride": args.stride or max(1, patch // 2), "baseline": args.baseline},
                "excitation-backprop": {"stop_layer": args.stop_layer},
                "contrastive-excitation-backprop": {"stop_layer": args.stop_layer}}
-    image, stem = x[0].cpu(), _unit_stem(unit)
+    image, stem = x[0].cpu(), unit_stem(unit)
     attrs, heatmaps, overlays, records = [], [], [], []
     for m in methods:  # compute and render everything before writing anything
         e = get_explainer(m)
@@ -136,8 +96,8 @@ def cmd_explain(args) -> int:
         for m, attr, hm, over in zip(methods, attrs, heatmaps, overlays):
             save_image(hm, folder.file(f"{stem}_{m}.png"), scale=scale)
             save_image(over, folder.file(f"{stem}_{m}_overlay.png"), scale=scale)
-            _save_npy(attr.numpy(), folder.file(f"{stem}_{m}.npy"))
-        _save_figure(fig, out / "panel.png")
+            save_npy(attr.numpy(), folder.file(f"{stem}_{m}.npy"))
+        save_figure(fig, out / "panel.png")
         manifest = {"model": args.model, "weights": args.weights, "image": str(args.image), "unit": str(unit),
                     "activation": activation, "predicted_class": int(logits.flatten(1)[0].argmax()),
                     "methods": records}
@@ -149,16 +109,14 @@ def cmd_explain(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    """Add the `explain` and `dataset-views` subcommands to dgn-am's parser."""
-    from dgn_am.cli import _add_model_args
+    """Add `explain` to the dgn-am subcommands."""
     from dgn_am.explain.registry import METHODS
-    from dgn_am.explain.views_cli import add_views_command
 
     p = subparsers.add_parser(
         "explain", help="show what in an image drives a unit (saliency, guided backprop, occlusion, ...)",
         description="Attribution maps of one unit for one image. " + EXPLAIN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--image", required=True, help="image file; converted and resized to the model's input")
     p.add_argument("--unit", default=None, help="unit address: fc8:3 (class 3), conv5:12, conv5:12@3,4, "
                    "conv5:12@mean (default: the predicted class)")
@@ -179,4 +137,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=cmd_explain)
-    add_views_command(subparsers)

@@ -9,8 +9,21 @@ from pathlib import Path
 
 import torch
 
+from dgn_am.cli.common import (DATA_DIR_HELP, add_model_args, load_target, png_scale, save_figure, save_npy,
+                               unit_stem)
 from dgn_am.errors import strict_dumps
 from dgn_am.outdir import OutputFolder, file_part
+
+VIEWS_HELP = """Writes into --out:
+  topk_UNIT.png               the k images that drive the unit most (conv units read as addressed: the centre
+                              position by default, @ROW,COL or @mean)
+  patches_UNIT.png            conv units: each image's strongest position of the channel (or the @ROW,COL given),
+                              the k strongest images, each cropped to that unit's receptive field
+  neighbours_LAYER.png        a row per query: the query, then its nearest neighbours in --layer's features
+  embedding_METHOD_LAYER.png  PCA / t-SNE of --layer's features, coloured by class, with thumbnails
+  embedding_METHOD_LAYER.npy  the 2-D coordinates, (N, 2) float32
+  filters.png                 the first convolution's filters (grey = 0)
+  views.json                  indices, activations, positions, boxes and distances behind every picture"""
 
 _TITLES = {"pca": "PCA", "tsne": "t-SNE"}
 _SKIP_TYPES = {"Dropout", "Dropout2d", "Flatten", "Identity", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
@@ -53,9 +66,7 @@ def _load_data(args, spec) -> tuple[torch.Tensor, torch.Tensor | None, list[str]
 
 
 def cmd_dataset_views(args) -> int:
-    from dgn_am.cli import _load
     from dgn_am.explain import dataset_views as dv
-    from dgn_am.explain.cli import _save_figure, _save_npy, _scale, _unit_stem
     from dgn_am.explain.maps import filter_tiles
     from dgn_am.explain.plots import plot_embedding
     from dgn_am.imageio import atomic_write, load_image, make_grid, save_image
@@ -69,9 +80,9 @@ def cmd_dataset_views(args) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'thumbnails' else 1}, "
                              f"got {getattr(args, flag)}")
     OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
-    model = _load(args)
+    model = load_target(args)
     spec = model.input_spec
-    scale = _scale(args, tuple(spec.size))
+    scale = png_scale(args, tuple(spec.size))
     spatial, flat = _default_layers(model) if not (args.units and args.layer) else (None, None)
     units = [u for a in (args.units or [f"{spatial}:0-3"]) for u in parse_units(a)]
     check_units(model, units)
@@ -118,7 +129,7 @@ def cmd_dataset_views(args) -> int:
         record = {"model": args.model, "weights": args.weights, "images": n, "data": args.image_folder or
                   f"fashion-mnist {args.split}", "units": {}, "neighbours": {}, "embeddings": {}}
         for u in units:
-            stem = _unit_stem(u)
+            stem = unit_stem(u)
             save_image(make_grid(images[top[u].indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
             entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(),
                      "values": top[u].values.tolist()}
@@ -135,8 +146,8 @@ def cmd_dataset_views(args) -> int:
                                 "queries": args.query_image or args.queries, "indices": nb_idx.tolist(),
                                 "distances": nb_dist.tolist()}
         for e, xy in coords.items():
-            _save_figure(figures[e], out / f"embedding_{e}_{lstem}.png")
-            _save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
+            save_figure(figures[e], out / f"embedding_{e}_{lstem}.png")
+            save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
             record["embeddings"][e] = {"png": f"embedding_{e}_{lstem}.png", "npy": f"embedding_{e}_{lstem}.npy",
                                        "points": m}
         record["filters"] = None
@@ -153,17 +164,15 @@ def cmd_dataset_views(args) -> int:
     return 0
 
 
-def add_views_command(subparsers) -> None:
-    """Add the `dataset-views` subcommand (called by `dgn_am.explain.cli.add_commands`)."""
-    from dgn_am.cli import _add_model_args
-    from dgn_am.explain.cli import VIEWS_HELP
+def add_commands(subparsers) -> None:
+    """Add `dataset-views` to the dgn-am subcommands."""
 
     p = subparsers.add_parser(
         "dataset-views", help="top-k images and patches, neighbours, embeddings and filters over a data set",
         description="Views of a data set through a network. " + VIEWS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model_args(p)
-    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    add_model_args(p)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--split", default="test", choices=("train", "test"), help="Fashion-MNIST split (default: test)")
     p.add_argument("--image-folder", default=None, help="use your own images instead: ROOT/CLASS/IMAGE files, "
                    "fitted to the model (grey/RGB, resize, centre crop)")
