@@ -17,8 +17,8 @@ from dgn_am.engine import Result, StepRule, check_samples, maximize
 from dgn_am.layers import Unit, check_units, read_layer, run
 from dgn_am.objectives import UnitObjective
 from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
-from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
-                                 StopAt, TotalVariation)
+from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
+from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 
@@ -30,8 +30,8 @@ class Method:
     init_std: float = 0.01  # std of a "randn" start
     steps: int = 200  # optimization steps
     step_rule: StepRule = StepRule()  # update rule and learning-rate schedule
-    penalties: tuple = ()  # subtracted from the objective (regularizers.py)
-    operators: tuple = ()  # applied to p after every step (regularizers.py)
+    penalties: tuple = ()  # subtracted from the objective (penalties.py)
+    operators: tuple = ()  # applied to p after every step (operators.py)
     transforms: tuple = ()  # applied to the image before the model sees it (transforms.py)
     samples: int = 1  # transformed copies scored per step, their mean maximized (needs transforms)
     options: tuple[tuple[str, Any], ...] = ()  # parameterization-specific settings, as (key, value) pairs

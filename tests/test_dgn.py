@@ -265,7 +265,7 @@ def test_unit_bank_starts_pick_the_images_the_unit_wins(prior, target):
 def test_stop_at_undoes_steps_past_the_bank_reference(prior, target):
     from types import SimpleNamespace
 
-    from dgn_am.regularizers import StopAt
+    from dgn_am.operators import StopAt
 
     prior = _bank_prior(prior)
     param = CodeParam(prior, target.input_spec)

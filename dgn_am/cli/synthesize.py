@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from dgn_am.cli.common import MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, output_layer, unit_stem
+from dgn_am.components import COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule, usage
 from dgn_am.errors import ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_dumps, strict_loads
 from dgn_am.manifest import kept_rows, manifest_row, run_signature
 from dgn_am.models.spec import InputSpec
@@ -46,12 +47,8 @@ def _start_from_image(method, path: str, model, prior):
     raise UsageError(f"--init-image is not supported by the {method.parameterization} parameterization")
 
 
-_PIECES = (("penalty", "penalties"), ("operator", "operators"), ("transform", "transforms"))
-
-
 def _base_method(args):
     """The method named by --method, or read from --config FILE.json (a Method.settings() dict)."""
-    from dgn_am.components import method_from_dict
     from dgn_am.methods import get_method
 
     if args.config is None:
@@ -72,10 +69,9 @@ def _compose(method, args, model):
     pixel values are in the model's own pixels; a --penalty/--operator/--transform list replaces that kind."""
     import dataclasses
 
-    from dgn_am.components import parse_component, parse_step_rule
 
     changes: dict = {}
-    for kind, field in _PIECES:
+    for kind, field in FIELD.items():
         specs = getattr(args, kind)
         if specs:
             changes[field] = () if specs == ["none"] else tuple(parse_component(kind, s) for s in specs)
@@ -259,15 +255,8 @@ def add_commands(sub) -> None:
     g = p.add_argument_group("composition", "change the method's pieces; values are in the model's pixels. "
                              "A repeated flag builds a list that REPLACES the method's list of that kind "
                              "('none' empties it). See docs/baselines.md")
-    g.add_argument("--penalty", action="append", metavar="NAME:k=v,...",
-                   help="subtracted from the objective: l2:weight=, alpha:weight=,alpha=,scale=,mean=, "
-                        "tv:weight=,beta=,scale=,mean=")
-    g.add_argument("--operator", action="append", metavar="NAME:k=v,...",
-                   help="applied to p after each step: decay:rate=, blur:width=,every=, normclip:pct=, "
-                        "contribclip:pct=,exact=, centrebias:start=,until=")
-    g.add_argument("--transform", action="append", metavar="NAME:k=v,...",
-                   help="random image transforms: pad:pixels=,mode=,value=, jitter:pixels=, scale:low=,high=, "
-                        "rotate:degrees=")
+    for kind in COMPONENTS:
+        g.add_argument(f"--{kind}", action="append", metavar="NAME:k=v,...", help=f"{ROLE[kind]}: {usage(kind)}")
     g.add_argument("--step-rule", default=None, metavar="KIND:k=v,...",
                    help="sgd:lr=, momentum:lr=,momentum=, adam:lr=, normalized:lr=, progress:lr=,lr_max= "
                         "(lr_end= for a linear decay)")
