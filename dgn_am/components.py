@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dgn_am.engine import StepRule
+from dgn_am.steps import StepRule
 from dgn_am.methods import Method
 from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation

@@ -10,7 +10,7 @@ items go through the model in one forward pass per step. Each step:
                                                   copies of x and the score is their mean (an expectation over
                                                   transformations, Athalye et al. 2018), in one forward pass
   4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
-  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule
+  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule (steps.py)
   6. param.project(p), then each operator(p)      e.g. clip codes to bounds, then decay; or blur, pixel clipping
 
 Two choices follow the reference loop (DGN-AM's act_max.py) when a method asks for them:
@@ -36,6 +36,7 @@ import torch
 from dgn_am.layers import run
 from dgn_am.objectives import Objective
 from dgn_am.parameterizations import Parameterization
+from dgn_am.steps import StepRule
 
 
 class Penalty(Protocol):
@@ -71,30 +72,6 @@ class Operator(Protocol):
     """An in-place change to p after a step (Yosinski's r_theta): (p, ctx) -> None."""
 
     def __call__(self, p: torch.Tensor, ctx: StepContext) -> None: ...
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """How p moves along the ascent direction d.
-
-    kind: "sgd": p += lr * d;  "normalized": p += lr / mean(|d|) * d per item, so the mean absolute change per unit
-    equals lr (DGN-AM);  "adam": torch.optim.Adam on -score;  "momentum": torch.optim.SGD with heavy-ball
-    momentum (Mahendran & Vedaldi);  "progress": p += min(lr_max, lr / ||d||^2) * d per item, so a linear
-    objective rises by lr per step, with the step size capped at lr_max (Yosinski's toolbox "progress" policy).
-    """
-
-    kind: str = "sgd"
-    lr: float = 1.0  # step size at the first step ("progress": desired objective rise per step)
-    lr_end: float | None = None  # None: constant; else linear decay lr_i = lr + (lr_end - lr) * i / steps
-    momentum: float = 0.9  # "momentum" only: the heavy-ball coefficient
-    lr_max: float | None = None  # "progress" only: the largest step size lr / ||d||^2 may reach (None: no cap)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("sgd", "normalized", "adam", "momentum", "progress"):
-            raise ValueError(f"unknown step rule '{self.kind}'; use sgd, normalized, adam, momentum or progress")
-
-    def lr_at(self, i: int, steps: int) -> float:
-        return self.lr if self.lr_end is None else self.lr + (self.lr_end - self.lr) * i / steps
 
 
 @dataclass
@@ -221,11 +198,7 @@ def maximize(
     p = param.init(seeds, device, dtype).requires_grad_(True)
     start = p.detach().clone()
     memo: dict = {}
-    opt = None
-    if step_rule.kind == "adam":
-        opt = torch.optim.Adam([p], lr=step_rule.lr)
-    elif step_rule.kind == "momentum":
-        opt = torch.optim.SGD([p], lr=step_rule.lr, momentum=step_rule.momentum)
+    step = step_rule.start(p)  # the rule object, e.g. Adam holding its optimizer's state
     history = torch.full((steps, len(seeds)), float("nan"))
     failed: list[str | None] = [None] * batch
     frozen = torch.zeros(batch, dtype=torch.bool, device=p.device)  # items stopped by a non-finite value
@@ -273,21 +246,7 @@ def maximize(
                 if progress is not None:
                     progress(i, steps, history[i])
                 break
-            if opt is not None:
-                opt.param_groups[0]["lr"] = lr
-                p.grad = -grad  # the torch optimizers minimize -score
-                opt.step()
-                p.grad = None
-            elif step_rule.kind == "normalized":
-                scale = grad.abs().flatten(1).mean(1).clamp(min=1e-12)  # (B,)
-                p.add_(grad * (lr / scale).view(-1, *[1] * (grad.dim() - 1)))
-            elif step_rule.kind == "progress":
-                size = lr / grad.flatten(1).pow(2).sum(1).clamp(min=1e-30)  # (B,)
-                if step_rule.lr_max is not None:
-                    size = size.clamp(max=step_rule.lr_max)
-                p.add_(grad * size.view(-1, *[1] * (grad.dim() - 1)))
-            else:
-                p.add_(grad, alpha=lr)
+            step(p, grad, lr)
             param.project(p)
             ctx = StepContext(i, steps, grad, param, score_fn, start, memo, score_each)
             for op in operators:

@@ -13,12 +13,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dgn_am.engine import Result, StepRule, check_samples, maximize
+from dgn_am.engine import Result, check_samples, maximize
 from dgn_am.layers import Unit, check_units, read_layer, run
 from dgn_am.objectives import UnitObjective
-from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
 from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
+from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
+from dgn_am.steps import StepRule
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 

@@ -17,6 +17,7 @@ from dgn_am.errors import ItemsFailed, UsageError, bounded_int, finite_float, no
 from dgn_am.manifest import kept_rows, manifest_row, run_signature
 from dgn_am.models.spec import InputSpec
 from dgn_am.outdir import OutputFolder, check_name
+from dgn_am.steps import usage as step_usage
 
 
 def _start_from_image(method, path: str, model, prior):
@@ -258,8 +259,7 @@ def add_commands(sub) -> None:
     for kind in COMPONENTS:
         g.add_argument(f"--{kind}", action="append", metavar="NAME:k=v,...", help=f"{ROLE[kind]}: {usage(kind)}")
     g.add_argument("--step-rule", default=None, metavar="KIND:k=v,...",
-                   help="sgd:lr=, momentum:lr=,momentum=, adam:lr=, normalized:lr=, progress:lr=,lr_max= "
-                        "(lr_end= for a linear decay)")
+                   help=step_usage())
     g.add_argument("--parameterization", default=None, help="pixels, fourier or code")
     g.add_argument("--init", default=None, help="start: zeros, randn, mean-image (pixels, fourier), ...")
     g.add_argument("--init-std", type=finite_float, default=None, help="std of the random start")
