@@ -33,7 +33,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from dgn_am.layers import run
+from dgn_am.layers import device_and_dtype, run
 from dgn_am.objectives import Objective
 from dgn_am.parameterizations import Parameterization
 from dgn_am.steps import StepRule
@@ -172,8 +172,7 @@ def maximize(
     check_samples(samples, transforms)
     if returns not in ("final", "rendered"):
         raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
-    ref = next(model.parameters(), None)
-    device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
+    device, dtype = device_and_dtype(model)
     layers = list(objective.layers)
     batch = len(seeds)
 

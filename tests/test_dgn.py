@@ -233,7 +233,7 @@ def _bank_prior(prior):
 
 def test_unit_bank_starts_pick_the_images_the_unit_wins(prior, target):
     from dgn_am.layers import read_layer, run
-    from dgn_am.methods import unit_bank_starts
+    from dgn_am.parameterizations import unit_bank_starts
 
     prior = _bank_prior(prior)
     with torch.no_grad():

@@ -4,7 +4,6 @@ data set (Fashion-MNIST, or the user's own ImageFolder). Argument parsing and fi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch

@@ -7,7 +7,6 @@ written atomically, so an error leaves the output folder as it was.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ grid.png and manifest.jsonl. Argument parsing and file output only; the work hap
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import Counter
@@ -11,41 +10,16 @@ from pathlib import Path
 
 import torch
 
-from dgn_am.cli.common import MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, output_layer, unit_stem
-from dgn_am.components import COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule, usage
-from dgn_am.errors import ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_dumps, strict_loads
+from dgn_am.cli.common import (MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, output_layer,
+                               unit_stem)
+from dgn_am.components import (COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule,
+                               usage)
+from dgn_am.errors import (ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_dumps,
+                           strict_loads)
 from dgn_am.manifest import kept_rows, manifest_row, run_signature
-from dgn_am.models.spec import InputSpec
 from dgn_am.outdir import OutputFolder, check_name
+from dgn_am.parameterizations import start_from_image
 from dgn_am.steps import usage as step_usage
-
-
-def _start_from_image(method, path: str, model, prior):
-    """Start every item from a real image: its code under the prior's encoder, or its pixels. A method with
-    image_start (the reference: script 3) squashes the image to the encoder's input without a crop and runs its
-    (steps, lr) instead of its own."""
-    import dataclasses
-
-    from dgn_am.imageio import load_image
-
-    if method.parameterization == "code":
-        from dgn_am.priors import encode
-
-        config = prior.generator.config
-        spec = InputSpec((config.size,) * 2, config.channels, (0.0,) * config.channels, (1.0,) * config.channels)
-        image = load_image(path, spec, fit="squash" if method.image_start else "crop")
-        if method.image_start:
-            steps, lr = method.image_start
-            method = dataclasses.replace(method, steps=steps,
-                                         step_rule=dataclasses.replace(method.step_rule, lr=lr))
-        return dataclasses.replace(method, init="codes", options=method.options + (("init_codes", encode(prior, image)[0]),))
-    if method.parameterization == "pixels":
-        image = load_image(path, model.input_spec)[0]
-        return dataclasses.replace(method, init="image", options=method.options + (("init_image", image),))
-    if method.parameterization == "fourier":  # the image's spectrum plus the method's init_std noise
-        image = load_image(path, model.input_spec)[0]
-        return dataclasses.replace(method, init="mean-image", options=method.options + (("mean_image", image),))
-    raise UsageError(f"--init-image is not supported by the {method.parameterization} parameterization")
 
 
 def _base_method(args):
@@ -139,7 +113,7 @@ def _prepare(args) -> tuple:
 
         prior = load_prior(args.prior, device=args.device)
     if args.init_image:
-        method = _start_from_image(method, args.init_image, model, prior)
+        method = start_from_image(method, args.init_image, model, prior)
     method = method.with_overrides(steps=args.steps, lr=args.lr)
     _check_method(method)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
