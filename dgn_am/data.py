@@ -89,6 +89,10 @@ def load_fashion_mnist(
     return images, labels
 
 
+# The last VALIDATION_SIZE Fashion-MNIST training images are held out for validation when training a classifier or
+# a prior; the rest is the training split (the one the shipped prior's code statistics are taken over).
+VALIDATION_SIZE = 5000
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 

@@ -23,13 +23,13 @@ import torch
 
 from dgn_am.data import load_fashion_mnist
 from dgn_am.evaluation.metrics import features, judge, mean_pairwise_cosine_distance
+from dgn_am.evaluation.scoring import FEATURE_LAYERS
 from dgn_am.imageio import atomic_write, make_grid, save_image
 from dgn_am.layers import parse_units
 from dgn_am.methods import get_method, synthesize
 from dgn_am.models.loading import load_model
 from dgn_am.priors import load_prior
 
-PENULTIMATE = {"fmnist-caffenet": "fc7", "fmnist-resnet": "pool", "fmnist-caffenet-s1": "fc7"}
 OUTPUT = {"fmnist-caffenet": "fc8", "fmnist-resnet": "fc", "fmnist-caffenet-s1": "fc8"}
 
 
@@ -41,11 +41,11 @@ def run_pair(target, target_name: str, judge_model, judge_name: str, method, pri
     seconds = time.perf_counter() - t0
     classes = torch.tensor([u.index for u, _ in items])
     verdict = judge(judge_model, result.images, classes)
-    feats = features(judge_model, result.images, PENULTIMATE[judge_name])
+    feats = features(judge_model, result.images, FEATURE_LAYERS[judge_name][0])
     div, real_div = {}, {}
     for c in range(10):
         div[c] = mean_pairwise_cosine_distance(feats[classes == c])
-        real_div[c] = mean_pairwise_cosine_distance(features(judge_model, real[c], PENULTIMATE[judge_name]))
+        real_div[c] = mean_pairwise_cosine_distance(features(judge_model, real[c], FEATURE_LAYERS[judge_name][0]))
     ratios = [div[c] / real_div[c] for c in range(10)]
     report = {
         "target": target_name, "judge": judge_name, "images": len(items), "seconds": round(seconds, 1),

@@ -38,9 +38,9 @@ def _stats_images(args: argparse.Namespace) -> torch.Tensor:
         config = load_prior(args.prior).generator.config
         spec = InputSpec((config.size,) * 2, config.channels, (0.0,) * config.channels, (1.0,) * config.channels)
         return torch.cat([load_image(p, spec) for p in image_folder(args.image_folder)[0]])
-    from dgn_am.data import load_fashion_mnist
+    from dgn_am.data import VALIDATION_SIZE, load_fashion_mnist
 
-    return load_fashion_mnist("train", args.data_dir)[0][:-5000]  # the training split the prior used
+    return load_fashion_mnist("train", args.data_dir)[0][:-VALIDATION_SIZE]  # the training split the prior used
 
 
 def cmd_code_stats(args: argparse.Namespace) -> int:
