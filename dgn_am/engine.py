@@ -145,6 +145,95 @@ def run_seed(seeds: Sequence[int]) -> int:
     return h
 
 
+def scorers(model: torch.nn.Module, objective: Objective, batch: int) -> tuple[Callable, Callable]:
+    """(score, score_each) for a batch of `batch` items, no transforms: score(x (k * B, C, H, W)) -> (k * B,), row n
+    scored with item n % B's objective; score_each(x (N, C, H, W)) -> (N, B), every image with every item's."""
+    layers = list(objective.layers)
+
+    def score_fn(x: torch.Tensor) -> torch.Tensor:
+        """x (k * B, C, H, W) -> (k * B,): row n scored with item n % B's objective, in one forward pass."""
+        if x.shape[0] % batch:
+            raise ValueError(f"score() takes a multiple of the batch size {batch} images, got {x.shape[0]}")
+        acts = run(model, x, layers)
+        if x.shape[0] == batch:
+            return objective(acts)
+        return torch.cat([objective({k: v[lo: lo + batch] for k, v in acts.items()})
+                          for lo in range(0, x.shape[0], batch)])
+
+    def score_each(x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) -> (N, B): image n scored with every item's objective (the objective reads row b of its
+        input as item b's), from one forward pass over the N images."""
+        acts = run(model, x, layers)
+        return torch.stack([objective({k: v[n: n + 1].expand(batch, *v.shape[1:]) for k, v in acts.items()})
+                            for n in range(x.shape[0])])
+
+    return score_fn, score_each
+
+
+def ascent(p: torch.Tensor, param: Parameterization, score_fn: Callable, penalties: Sequence[Penalty],
+           transforms: Sequence[Transform], samples: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Steps 1 to 4 of the module docstring at p (B, ...): (image x (B, C, H, W), score (B,), score - penalties
+    (B,), ascent direction d(score - penalties)/dp (B, ...))."""
+    batch = p.shape[0]
+    x = param.to_image(p)
+    xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
+    for t in transforms:
+        xt = t(xt, gen)
+    xt = centre_crop(xt, x.shape[-2:])
+    score = score_fn(xt).view(samples, batch).mean(0)
+    total = score
+    for pen in penalties:
+        total = total - pen(x, p)
+    require_grad(score)  # the model must pass a gradient back (a penalty alone would hide it)
+    (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
+    if grad is None:
+        raise ValueError(NO_GRADIENT)
+    return x, score, total, grad
+
+
+def _fail(b: int, why: str, failed: list[str | None], frozen: torch.Tensor) -> None:
+    """Freeze item b; the first reason it failed is the one kept."""
+    if not frozen[b]:
+        failed[b] = why
+    frozen[b] = True
+
+
+def _record(history: torch.Tensor, i: int, score: torch.Tensor, frozen: torch.Tensor,
+            progress: Callable[[int, int, torch.Tensor], None] | None) -> None:
+    """history[i] = this step's scores (B,), NaN for frozen items; then tell `progress`."""
+    history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
+    if progress is not None:
+        progress(i, history.shape[0], history[i])
+
+
+def _result(images: torch.Tensor, params: torch.Tensor, score_fn: Callable, history: torch.Tensor,
+            seeds: Sequence[int]) -> Result:
+    """The Result of the returned images (B, C, H, W): clamped to [0, 1], scored as the loop saw them and as saved."""
+    final = score_fn(images).detach()
+    saved = images.clamp(0, 1)
+    saved_final = final if torch.equal(saved, images) else score_fn(saved).detach()
+    return Result(images=saved, activations=final, history=history, params=params, seeds=list(seeds),
+                  saved_activations=saved_final)
+
+
+def _check_loop(steps: int, samples: int, transforms: Sequence, returns: str) -> None:
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_samples(samples, transforms)
+    if returns not in ("final", "rendered"):
+        raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
+
+
+def _keep_render(rendered: torch.Tensor | None, rendered_p: torch.Tensor | None, x: torch.Tensor, p: torch.Tensor,
+                 now: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last image (B, C, H, W) rendered before an update, and its p: every item at the first step, then the
+    items in `now` (B,) bool (those still running and not failed)."""
+    if rendered is None:
+        return x.detach().clone(), p.detach().clone()
+    rendered[now], rendered_p[now] = x.detach()[now], p.detach()[now]
+    return rendered, rendered_p
+
+
 def maximize(
     model: torch.nn.Module,
     objective: Objective,
@@ -167,32 +256,10 @@ def maximize(
 
     progress(i, steps, score) is called after every step with the (B,) scores, e.g. to drive a progress bar.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    check_samples(samples, transforms)
-    if returns not in ("final", "rendered"):
-        raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
+    _check_loop(steps, samples, transforms, returns)
     device, dtype = device_and_dtype(model)
-    layers = list(objective.layers)
     batch = len(seeds)
-
-    def score_fn(x: torch.Tensor) -> torch.Tensor:
-        """x (k * B, C, H, W) -> (k * B,): row n scored with item n % B's objective, in one forward pass."""
-        if x.shape[0] % batch:
-            raise ValueError(f"score() takes a multiple of the batch size {batch} images, got {x.shape[0]}")
-        acts = run(model, x, layers)
-        if x.shape[0] == batch:
-            return objective(acts)
-        return torch.cat([objective({k: v[lo: lo + batch] for k, v in acts.items()})
-                          for lo in range(0, x.shape[0], batch)])
-
-    def score_each(x: torch.Tensor) -> torch.Tensor:
-        """x (N, C, H, W) -> (N, B): image n scored with every item's objective (the objective reads row b of its
-        input as item b's), from one forward pass over the N images."""
-        acts = run(model, x, layers)
-        return torch.stack([objective({k: v[n: n + 1].expand(batch, *v.shape[1:]) for k, v in acts.items()})
-                            for n in range(x.shape[0])])
-
+    score_fn, score_each = scorers(model, objective, batch)
     gen = torch.Generator().manual_seed(run_seed(seeds))
     p = param.init(seeds, device, dtype).requires_grad_(True)
     start = p.detach().clone()
@@ -206,23 +273,9 @@ def maximize(
     dead = torch.zeros(batch, dtype=torch.bool)
     rendered = rendered_p = None  # the last step's image and its p, before the update ("rendered")
     for i in range(steps):
-        x = param.to_image(p)
-        xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
-        for t in transforms:
-            xt = t(xt, gen)
-        xt = centre_crop(xt, x.shape[-2:])
-        score = score_fn(xt).view(samples, batch).mean(0)
-        total = score
-        for pen in penalties:
-            total = total - pen(x, p)
-        require_grad(score)  # the model must pass a gradient back (a penalty alone would hide it)
-        (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
-        if grad is None:
-            raise ValueError(NO_GRADIENT)
+        x, score, total, grad = ascent(p, param, score_fn, penalties, transforms, samples, gen)
         for b, what in non_finite_items(total, grad):  # freeze the item at this step's (last finite) point
-            if not frozen[b]:
-                failed[b] = f"non-finite {what} at step {i}"
-            frozen[b] = True
+            _fail(b, f"non-finite {what} at step {i}", failed, frozen)
         keep = p.detach().clone()  # the point this step starts from: an item that fails goes back to it
         if frozen.any():
             grad = torch.where(frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
@@ -232,18 +285,12 @@ def maximize(
             if i == 0:
                 dead = (zero & (score.detach() == 0)).cpu()
             if returns == "rendered":  # a failed item keeps its last good render
-                if rendered is None:
-                    rendered, rendered_p = x.detach().clone(), p.detach().clone()
-                else:
-                    now = running & ~frozen
-                    rendered[now], rendered_p[now] = x.detach()[now], p.detach()[now]
+                rendered, rendered_p = _keep_render(rendered, rendered_p, x, p, running & ~frozen)
             if stop_at_zero_grad:
                 stopped_at[(zero & running).cpu()] = i
                 running = running & ~zero
             if not (running & ~frozen).any():  # every item has stopped or failed
-                history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
-                if progress is not None:
-                    progress(i, steps, history[i])
+                _record(history, i, score, frozen, progress)
                 break
             step(p, grad, lr)
             param.project(p)
@@ -251,15 +298,12 @@ def maximize(
             for op in operators:
                 op(p, ctx)
             for b in torch.nonzero(~torch.isfinite(p).flatten(1).all(1)).flatten().tolist():
-                if not frozen[b]:  # a finite gradient, but the step (lr, optimizer, operators) overflowed
-                    failed[b] = f"non-finite update at step {i}"
-                frozen[b] = True
+                # a finite gradient, but the step (lr, optimizer, operators) overflowed
+                _fail(b, f"non-finite update at step {i}", failed, frozen)
             halted = frozen | ~running  # failed items, and items a zero gradient stopped, keep their p
             if halted.any():
                 p[halted] = keep[halted]
-        history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
-        if progress is not None:
-            progress(i, steps, history[i])
+        _record(history, i, score, frozen, progress)
         if bool(frozen.all()):
             break
     with torch.no_grad():
@@ -267,9 +311,6 @@ def maximize(
             params, images = rendered_p, rendered
         else:
             params, images = p.detach(), param.to_image(p).detach()
-        final = score_fn(images).detach()
-        saved = images.clamp(0, 1)
-        saved_final = final if torch.equal(saved, images) else score_fn(saved).detach()
-    return Result(images=saved, activations=final, history=history, params=params, seeds=list(seeds),
-                  saved_activations=saved_final, dead_start=dead.tolist(), stopped_at=stopped_at.tolist(),
-                  failed=failed)
+        result = _result(images, params, score_fn, history, seeds)
+    result.dead_start, result.stopped_at, result.failed = dead.tolist(), stopped_at.tolist(), failed
+    return result
