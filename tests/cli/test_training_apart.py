@@ -10,7 +10,7 @@ import pytest
 
 from dgn_am.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ("lightning", "training", "jsonargparse", "tensorboard")
 
 
