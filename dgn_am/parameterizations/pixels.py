@@ -3,7 +3,6 @@ may use."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -65,21 +64,14 @@ class PixelParam(Parameterization):
         return {"name": self.name, "init": init, "init_std": self.init_std, "box": self.box, "centre": centre}
 
 
-@functools.lru_cache(maxsize=1)
-def _fashion_mnist_mean() -> torch.Tensor:
-    from dgn_am.data import load_fashion_mnist
-
-    images, _ = load_fashion_mnist("train")
-    return images.mean(0)  # (1, 28, 28)
-
-
 def mean_image(spec, source: str | Path | torch.Tensor | None = None) -> torch.Tensor:
     """The start image for "mean-image" inits, (C, H, W) in [0, 1], for a model with InputSpec `spec`.
 
     source: an image tensor (C, H, W), or an image file (converted and centre-cropped to the model's input), or None:
-    the Fashion-MNIST training-set mean image for Fashion-MNIST models, else a flat image of the normalization mean.
+    the data set's mean image where dgn_am.data knows the model's data set (Fashion-MNIST: its training-set mean),
+    else a flat image of the normalization mean.
     """
-    from dgn_am.models.fmnist import FASHION_MNIST_INPUT
+    from dgn_am.data import dataset_mean_image
 
     shape = (spec.channels, *spec.size)
     if isinstance(source, torch.Tensor):
@@ -90,6 +82,7 @@ def mean_image(spec, source: str | Path | torch.Tensor | None = None) -> torch.T
         from dgn_am.imageio import load_image
 
         return load_image(source, spec)[0]
-    if spec == FASHION_MNIST_INPUT:
-        return _fashion_mnist_mean().clone()
+    known = dataset_mean_image(spec)
+    if known is not None:
+        return known
     return torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1).expand(shape).clone()
