@@ -38,11 +38,43 @@ def _one_unit(model, address: str | None):
     return units[0]
 
 
-def cmd_explain(args) -> int:
-    from dgn_am.explain.maps import heatmap, overlay
+def _method_options(args, size: tuple[int, int]) -> dict:
+    """{method: keyword arguments} from --patch, --stride, --baseline and --stop-layer, for an image of `size`."""
     from dgn_am.explain.occlusion import default_window
+
+    for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
+        if value is not None and value < 1:  # 0 would silently mean "the default"
+            raise ValueError(f"{flag} must be >= 1 pixel, got {value}; leave it out for the default")
+    patch = args.patch or default_window(size)[0]
+    return {"occlusion": {"patch": patch, "stride": args.stride or max(1, patch // 2), "baseline": args.baseline},
+            "excitation-backprop": {"stop_layer": args.stop_layer},
+            "contrastive-excitation-backprop": {"stop_layer": args.stop_layer}}
+
+
+def _maps(args, model, x: torch.Tensor, unit, methods: list[str], options: dict, stem: str) -> tuple[list, ...]:
+    """Compute and render every method's map before anything is written: (raw outputs, heatmaps (3, H, W),
+    overlays (3, H, W), explain.json records), one of each per method. x: (1, C, H, W) in [0, 1]."""
+    from dgn_am.explain.maps import heatmap, overlay
+    from dgn_am.explain.registry import display_map, explain, get_explainer
+
+    size, image = tuple(x.shape[2:]), x[0].cpu()
+    attrs, heatmaps, overlays, records = [], [], [], []
+    for m in methods:
+        e = get_explainer(m)
+        attr = explain(model, x, unit, m, **options.get(m, {}))
+        m2d = display_map(m, attr, size)[0].float().cpu()
+        attrs.append(attr[0].detach().float().cpu())
+        heatmaps.append(heatmap(m2d, signed=e.signed))
+        overlays.append(overlay(image, m2d, alpha=args.alpha, signed=e.signed))
+        records.append({"method": m, "png": f"{stem}_{m}.png", "overlay": f"{stem}_{m}_overlay.png",
+                        "npy": f"{stem}_{m}.npy", "npy_shape": list(attrs[-1].shape), "map_min": float(m2d.min()),
+                        "map_max": float(m2d.max()), "options": options.get(m, {})})
+    return attrs, heatmaps, overlays, records
+
+
+def cmd_explain(args) -> int:
     from dgn_am.explain.plots import plot_panel
-    from dgn_am.explain.registry import METHODS, display_map, explain, get_explainer
+    from dgn_am.explain.registry import METHODS, get_explainer
     from dgn_am.explain.targets import unit_values
     from dgn_am.imageio import atomic_write, load_image, save_image
     from dgn_am.layers import Unit, get_layer, list_layers
@@ -64,25 +96,9 @@ def cmd_explain(args) -> int:
     unit = _one_unit(model, args.unit)
     if unit is None:
         unit = Unit(list_layers(model)[-1][0], int(logits.flatten(1)[0].argmax()))
-    for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
-        if value is not None and value < 1:  # 0 would silently mean "the default"
-            raise ValueError(f"{flag} must be >= 1 pixel, got {value}; leave it out for the default")
-    patch = args.patch or default_window(size)[0]
-    options = {"occlusion": {"patch": patch, "stride": args.stride or max(1, patch // 2), "baseline": args.baseline},
-               "excitation-backprop": {"stop_layer": args.stop_layer},
-               "contrastive-excitation-backprop": {"stop_layer": args.stop_layer}}
+    options = _method_options(args, size)
     image, stem = x[0].cpu(), unit_stem(unit)
-    attrs, heatmaps, overlays, records = [], [], [], []
-    for m in methods:  # compute and render everything before writing anything
-        e = get_explainer(m)
-        attr = explain(model, x, unit, m, **options.get(m, {}))
-        m2d = display_map(m, attr, size)[0].float().cpu()
-        attrs.append(attr[0].detach().float().cpu())
-        heatmaps.append(heatmap(m2d, signed=e.signed))
-        overlays.append(overlay(image, m2d, alpha=args.alpha, signed=e.signed))
-        records.append({"method": m, "png": f"{stem}_{m}.png", "overlay": f"{stem}_{m}_overlay.png",
-                        "npy": f"{stem}_{m}.npy", "npy_shape": list(attrs[-1].shape), "map_min": float(m2d.min()),
-                        "map_max": float(m2d.max()), "options": options.get(m, {})})
+    attrs, heatmaps, overlays, records = _maps(args, model, x, unit, methods, options, stem)
     with torch.no_grad():
         activation = float(unit_values(model, x, [unit])[0])
     titles = [get_explainer(m).short or m for m in methods]
