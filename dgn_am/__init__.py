@@ -4,7 +4,8 @@
     result, items = dgn_am.synthesize(model, dgn_am.parse_units("fc8:0-9"), seeds=[0, 1], method=dgn_am.get_method("simonyan"))
 """
 
-from dgn_am.engine import Result, StepRule, maximize
+from dgn_am.engine import Result, maximize
+from dgn_am.steps import StepRule
 from dgn_am.layers import Unit, list_layers, parse_units
 from dgn_am.methods import METHODS, Method, get_method, synthesize
 from dgn_am.models import InputSpec, TargetModel, load_model

@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from dgn_am.engine import StepRule
+from dgn_am.steps import StepRule
 from dgn_am.methods import Method
-from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
-                                 StopAt, TotalVariation)
+from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
+from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
-# kind -> short name -> class; Method field that holds each kind
+# The one registry of piece names: kind -> short name -> class. The CLI's --penalty/--operator/--transform flags,
+# their help and JSON configs are all built from it; a new piece is registered here and nowhere else.
 COMPONENTS: dict[str, dict[str, type]] = {
     "penalty": {"l2": L2Penalty, "alpha": AlphaNorm, "tv": TotalVariation},
     "operator": {"decay": Decay, "blur": GaussianBlur, "normclip": NormClip, "contribclip": ContributionClip,
@@ -28,7 +29,16 @@ COMPONENTS: dict[str, dict[str, type]] = {
                  "stopat": StopAt},
     "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate},
 }
-FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}
+FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}  # Method field of each kind
+ROLE = {"penalty": "subtracted from the objective",  # what each kind does, for help texts
+        "operator": "applied to p after each step",
+        "transform": "random image transforms"}
+
+
+def usage(kind: str) -> str:
+    """Every piece of a kind with its settings, for help texts: 'l2:weight=, alpha:weight=,alpha=,...'."""
+    return ", ".join(f"{name}:" + ",".join(f"{f.name}=" for f in dataclasses.fields(cls))
+                     for name, cls in COMPONENTS[kind].items())
 
 
 def _check_type(owner: str, key: str, value: Any, default: Any, where: str) -> Any:

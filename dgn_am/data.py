@@ -5,6 +5,7 @@ No Lightning here; `training.data` wraps these in DataModules. Nothing downloads
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import struct
@@ -87,6 +88,26 @@ def load_fashion_mnist(
     images = torch.from_numpy(read_idx(root / images_file).copy()).float().div_(255).unsqueeze(1)
     labels = torch.from_numpy(read_idx(root / labels_file).astype(np.int64))
     return images, labels
+
+
+# The last VALIDATION_SIZE Fashion-MNIST training images are held out for validation when training a classifier or
+# a prior; the rest is the training split (the one the shipped prior's code statistics are taken over).
+VALIDATION_SIZE = 5000
+
+@functools.lru_cache(maxsize=1)
+def _fashion_mnist_mean() -> torch.Tensor:
+    images, _ = load_fashion_mnist("train")
+    return images.mean(0)  # (1, 28, 28)
+
+
+def dataset_mean_image(spec) -> torch.Tensor | None:
+    """The training-set mean image (C, H, W) in [0, 1] of the data set a model with InputSpec `spec` was trained on,
+    where that data set is known here (Fashion-MNIST); None otherwise."""
+    from dgn_am.models.fmnist import FASHION_MNIST_INPUT
+
+    if spec == FASHION_MNIST_INPUT:
+        return _fashion_mnist_mean().clone()
+    return None
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

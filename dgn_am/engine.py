@@ -10,7 +10,7 @@ items go through the model in one forward pass per step. Each step:
                                                   copies of x and the score is their mean (an expectation over
                                                   transformations, Athalye et al. 2018), in one forward pass
   4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
-  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule
+  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule (steps.py)
   6. param.project(p), then each operator(p)      e.g. clip codes to bounds, then decay; or blur, pixel clipping
 
 Two choices follow the reference loop (DGN-AM's act_max.py) when a method asks for them:
@@ -33,9 +33,10 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
-from dgn_am.layers import run
+from dgn_am.layers import device_and_dtype, run
 from dgn_am.objectives import Objective
 from dgn_am.parameterizations import Parameterization
+from dgn_am.steps import StepRule
 
 
 class Penalty(Protocol):
@@ -71,30 +72,6 @@ class Operator(Protocol):
     """An in-place change to p after a step (Yosinski's r_theta): (p, ctx) -> None."""
 
     def __call__(self, p: torch.Tensor, ctx: StepContext) -> None: ...
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """How p moves along the ascent direction d.
-
-    kind: "sgd": p += lr * d;  "normalized": p += lr / mean(|d|) * d per item, so the mean absolute change per unit
-    equals lr (DGN-AM);  "adam": torch.optim.Adam on -score;  "momentum": torch.optim.SGD with heavy-ball
-    momentum (Mahendran & Vedaldi);  "progress": p += min(lr_max, lr / ||d||^2) * d per item, so a linear
-    objective rises by lr per step, with the step size capped at lr_max (Yosinski's toolbox "progress" policy).
-    """
-
-    kind: str = "sgd"
-    lr: float = 1.0  # step size at the first step ("progress": desired objective rise per step)
-    lr_end: float | None = None  # None: constant; else linear decay lr_i = lr + (lr_end - lr) * i / steps
-    momentum: float = 0.9  # "momentum" only: the heavy-ball coefficient
-    lr_max: float | None = None  # "progress" only: the largest step size lr / ||d||^2 may reach (None: no cap)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("sgd", "normalized", "adam", "momentum", "progress"):
-            raise ValueError(f"unknown step rule '{self.kind}'; use sgd, normalized, adam, momentum or progress")
-
-    def lr_at(self, i: int, steps: int) -> float:
-        return self.lr if self.lr_end is None else self.lr + (self.lr_end - self.lr) * i / steps
 
 
 @dataclass
@@ -169,6 +146,138 @@ def run_seed(seeds: Sequence[int]) -> int:
     return h
 
 
+def scorers(model: torch.nn.Module, objective: Objective, batch: int) -> tuple[Callable, Callable]:
+    """(score, score_each) for a batch of `batch` items, no transforms: score(x (k * B, C, H, W)) -> (k * B,), row n
+    scored with item n % B's objective; score_each(x (N, C, H, W)) -> (N, B), every image with every item's."""
+    layers = list(objective.layers)
+
+    def score_fn(x: torch.Tensor) -> torch.Tensor:
+        """x (k * B, C, H, W) -> (k * B,): row n scored with item n % B's objective, in one forward pass."""
+        if x.shape[0] % batch:
+            raise ValueError(f"score() takes a multiple of the batch size {batch} images, got {x.shape[0]}")
+        acts = run(model, x, layers)
+        if x.shape[0] == batch:
+            return objective(acts)
+        return torch.cat([objective({k: v[lo: lo + batch] for k, v in acts.items()})
+                          for lo in range(0, x.shape[0], batch)])
+
+    def score_each(x: torch.Tensor) -> torch.Tensor:
+        """x (N, C, H, W) -> (N, B): image n scored with every item's objective (the objective reads row b of its
+        input as item b's), from one forward pass over the N images."""
+        acts = run(model, x, layers)
+        return torch.stack([objective({k: v[n: n + 1].expand(batch, *v.shape[1:]) for k, v in acts.items()})
+                            for n in range(x.shape[0])])
+
+    return score_fn, score_each
+
+
+def ascent(p: torch.Tensor, param: Parameterization, score_fn: Callable, penalties: Sequence[Penalty],
+           transforms: Sequence[Transform], samples: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Steps 1 to 4 of the module docstring at p (B, ...): (image x (B, C, H, W), score (B,), score - penalties
+    (B,), ascent direction d(score - penalties)/dp (B, ...))."""
+    batch = p.shape[0]
+    x = param.to_image(p)
+    xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
+    for t in transforms:
+        xt = t(xt, gen)
+    xt = centre_crop(xt, x.shape[-2:])
+    score = score_fn(xt).view(samples, batch).mean(0)
+    total = score
+    for pen in penalties:
+        total = total - pen(x, p)
+    require_grad(score)  # the model must pass a gradient back (a penalty alone would hide it)
+    (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
+    if grad is None:
+        raise ValueError(NO_GRADIENT)
+    return x, score, total, grad
+
+
+@dataclass
+class _Items:
+    """Per-item bookkeeping of one run of B items."""
+
+    failed: list[str | None]  # why each item failed (non-finite), or None
+    frozen: torch.Tensor  # (B,) bool, on p's device: stopped by a non-finite value
+    running: torch.Tensor  # (B,) bool, on p's device: not stopped by a zero gradient
+    stopped_at: torch.Tensor  # (B,) long: the step a zero gradient stopped the item at, -1 if never
+    dead: torch.Tensor  # (B,) bool: score 0 and gradient 0 at the start
+    rendered: torch.Tensor | None = None  # the last image (B, C, H, W) rendered before an update
+    rendered_p: torch.Tensor | None = None  # its p
+
+    @classmethod
+    def new(cls, batch: int, device: torch.device) -> "_Items":
+        return cls([None] * batch, torch.zeros(batch, dtype=torch.bool, device=device),
+                   torch.ones(batch, dtype=torch.bool, device=device), torch.full((batch,), -1, dtype=torch.long),
+                   torch.zeros(batch, dtype=torch.bool))
+
+    def fail(self, b: int, why: str) -> None:
+        """Freeze item b; the first reason it failed is the one kept."""
+        if not self.frozen[b]:
+            self.failed[b] = why
+        self.frozen[b] = True
+
+    def before_update(self, i: int, x: torch.Tensor, p: torch.Tensor, score: torch.Tensor, grad: torch.Tensor,
+                      returns: str, stop_at_zero_grad: bool) -> bool:
+        """Note dead starts, the render (returns "rendered": every item at the first step, then those still
+        running and not failed; a failed item keeps its last good render) and zero-gradient stops. False when
+        every item has stopped or failed."""
+        zero = (grad.flatten(1).abs().amax(1) == 0) & ~self.frozen  # (B,)
+        if i == 0:
+            self.dead = (zero & (score.detach() == 0)).cpu()
+        if returns == "rendered":
+            if self.rendered is None:
+                self.rendered, self.rendered_p = x.detach().clone(), p.detach().clone()
+            else:
+                now = self.running & ~self.frozen
+                self.rendered[now], self.rendered_p[now] = x.detach()[now], p.detach()[now]
+        if stop_at_zero_grad:
+            self.stopped_at[(zero & self.running).cpu()] = i
+            self.running = self.running & ~zero
+        return bool((self.running & ~self.frozen).any())
+
+
+def _update(p: torch.Tensor, grad: torch.Tensor, lr: float, step: Callable, param: Parameterization,
+            operators: Sequence[Operator], ctx: StepContext, items: _Items, keep: torch.Tensor) -> None:
+    """Step 5 of the module docstring, in place on p: the step rule, the projection and the operators; an item the
+    update made non-finite fails, and failed or stopped items go back to `keep`, the point the step started from."""
+    step(p, grad, lr)
+    param.project(p)
+    for op in operators:
+        op(p, ctx)
+    for b in torch.nonzero(~torch.isfinite(p).flatten(1).all(1)).flatten().tolist():
+        # a finite gradient, but the step (lr, optimizer, operators) overflowed
+        items.fail(b, f"non-finite update at step {ctx.step}")
+    halted = items.frozen | ~items.running
+    if halted.any():
+        p[halted] = keep[halted]
+
+
+def _record(history: torch.Tensor, i: int, score: torch.Tensor, frozen: torch.Tensor,
+            progress: Callable[[int, int, torch.Tensor], None] | None) -> None:
+    """history[i] = this step's scores (B,), NaN for frozen items; then tell `progress`."""
+    history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
+    if progress is not None:
+        progress(i, history.shape[0], history[i])
+
+
+def _result(images: torch.Tensor, params: torch.Tensor, score_fn: Callable, history: torch.Tensor,
+            seeds: Sequence[int]) -> Result:
+    """The Result of the returned images (B, C, H, W): clamped to [0, 1], scored as the loop saw them and as saved."""
+    final = score_fn(images).detach()
+    saved = images.clamp(0, 1)
+    saved_final = final if torch.equal(saved, images) else score_fn(saved).detach()
+    return Result(images=saved, activations=final, history=history, params=params, seeds=list(seeds),
+                  saved_activations=saved_final)
+
+
+def _check_loop(steps: int, samples: int, transforms: Sequence, returns: str) -> None:
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_samples(samples, transforms)
+    if returns not in ("final", "rendered"):
+        raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
+
+
 def maximize(
     model: torch.nn.Module,
     objective: Objective,
@@ -191,128 +300,38 @@ def maximize(
 
     progress(i, steps, score) is called after every step with the (B,) scores, e.g. to drive a progress bar.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    check_samples(samples, transforms)
-    if returns not in ("final", "rendered"):
-        raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
-    ref = next(model.parameters(), None)
-    device, dtype = (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
-    layers = list(objective.layers)
+    _check_loop(steps, samples, transforms, returns)
+    device, dtype = device_and_dtype(model)
     batch = len(seeds)
-
-    def score_fn(x: torch.Tensor) -> torch.Tensor:
-        """x (k * B, C, H, W) -> (k * B,): row n scored with item n % B's objective, in one forward pass."""
-        if x.shape[0] % batch:
-            raise ValueError(f"score() takes a multiple of the batch size {batch} images, got {x.shape[0]}")
-        acts = run(model, x, layers)
-        if x.shape[0] == batch:
-            return objective(acts)
-        return torch.cat([objective({k: v[lo: lo + batch] for k, v in acts.items()})
-                          for lo in range(0, x.shape[0], batch)])
-
-    def score_each(x: torch.Tensor) -> torch.Tensor:
-        """x (N, C, H, W) -> (N, B): image n scored with every item's objective (the objective reads row b of its
-        input as item b's), from one forward pass over the N images."""
-        acts = run(model, x, layers)
-        return torch.stack([objective({k: v[n: n + 1].expand(batch, *v.shape[1:]) for k, v in acts.items()})
-                            for n in range(x.shape[0])])
-
+    score_fn, score_each = scorers(model, objective, batch)
     gen = torch.Generator().manual_seed(run_seed(seeds))
     p = param.init(seeds, device, dtype).requires_grad_(True)
     start = p.detach().clone()
     memo: dict = {}
-    opt = None
-    if step_rule.kind == "adam":
-        opt = torch.optim.Adam([p], lr=step_rule.lr)
-    elif step_rule.kind == "momentum":
-        opt = torch.optim.SGD([p], lr=step_rule.lr, momentum=step_rule.momentum)
+    step = step_rule.start(p)  # the rule object, e.g. Adam holding its optimizer's state
     history = torch.full((steps, len(seeds)), float("nan"))
-    failed: list[str | None] = [None] * batch
-    frozen = torch.zeros(batch, dtype=torch.bool, device=p.device)  # items stopped by a non-finite value
-    running = torch.ones(batch, dtype=torch.bool, device=p.device)  # items not stopped by a zero gradient
-    stopped_at = torch.full((batch,), -1, dtype=torch.long)
-    dead = torch.zeros(batch, dtype=torch.bool)
-    rendered = rendered_p = None  # the last step's image and its p, before the update ("rendered")
+    items = _Items.new(batch, p.device)
     for i in range(steps):
-        x = param.to_image(p)
-        xt = x.repeat(samples, *[1] * (x.dim() - 1)) if samples > 1 else x
-        for t in transforms:
-            xt = t(xt, gen)
-        xt = centre_crop(xt, x.shape[-2:])
-        score = score_fn(xt).view(samples, batch).mean(0)
-        total = score
-        for pen in penalties:
-            total = total - pen(x, p)
-        require_grad(score)  # the model must pass a gradient back (a penalty alone would hide it)
-        (grad,) = torch.autograd.grad(total.sum(), p, allow_unused=True)  # ascent direction of (score - penalties)
-        if grad is None:
-            raise ValueError(NO_GRADIENT)
+        x, score, total, grad = ascent(p, param, score_fn, penalties, transforms, samples, gen)
         for b, what in non_finite_items(total, grad):  # freeze the item at this step's (last finite) point
-            if not frozen[b]:
-                failed[b] = f"non-finite {what} at step {i}"
-            frozen[b] = True
+            items.fail(b, f"non-finite {what} at step {i}")
         keep = p.detach().clone()  # the point this step starts from: an item that fails goes back to it
-        if frozen.any():
-            grad = torch.where(frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
-        lr = step_rule.lr_at(i, steps)
+        if items.frozen.any():
+            grad = torch.where(items.frozen.view(-1, *[1] * (grad.dim() - 1)), torch.zeros_like(grad), grad)
         with torch.no_grad():
-            zero = (grad.flatten(1).abs().amax(1) == 0) & ~frozen  # (B,)
-            if i == 0:
-                dead = (zero & (score.detach() == 0)).cpu()
-            if returns == "rendered":  # a failed item keeps its last good render
-                if rendered is None:
-                    rendered, rendered_p = x.detach().clone(), p.detach().clone()
-                else:
-                    now = running & ~frozen
-                    rendered[now], rendered_p[now] = x.detach()[now], p.detach()[now]
-            if stop_at_zero_grad:
-                stopped_at[(zero & running).cpu()] = i
-                running = running & ~zero
-            if not (running & ~frozen).any():  # every item has stopped or failed
-                history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
-                if progress is not None:
-                    progress(i, steps, history[i])
+            if not items.before_update(i, x, p, score, grad, returns, stop_at_zero_grad):
+                _record(history, i, score, items.frozen, progress)
                 break
-            if opt is not None:
-                opt.param_groups[0]["lr"] = lr
-                p.grad = -grad  # the torch optimizers minimize -score
-                opt.step()
-                p.grad = None
-            elif step_rule.kind == "normalized":
-                scale = grad.abs().flatten(1).mean(1).clamp(min=1e-12)  # (B,)
-                p.add_(grad * (lr / scale).view(-1, *[1] * (grad.dim() - 1)))
-            elif step_rule.kind == "progress":
-                size = lr / grad.flatten(1).pow(2).sum(1).clamp(min=1e-30)  # (B,)
-                if step_rule.lr_max is not None:
-                    size = size.clamp(max=step_rule.lr_max)
-                p.add_(grad * size.view(-1, *[1] * (grad.dim() - 1)))
-            else:
-                p.add_(grad, alpha=lr)
-            param.project(p)
             ctx = StepContext(i, steps, grad, param, score_fn, start, memo, score_each)
-            for op in operators:
-                op(p, ctx)
-            for b in torch.nonzero(~torch.isfinite(p).flatten(1).all(1)).flatten().tolist():
-                if not frozen[b]:  # a finite gradient, but the step (lr, optimizer, operators) overflowed
-                    failed[b] = f"non-finite update at step {i}"
-                frozen[b] = True
-            halted = frozen | ~running  # failed items, and items a zero gradient stopped, keep their p
-            if halted.any():
-                p[halted] = keep[halted]
-        history[i] = score.detach().float().cpu().masked_fill(frozen.cpu(), float("nan"))
-        if progress is not None:
-            progress(i, steps, history[i])
-        if bool(frozen.all()):
+            _update(p, grad, step_rule.lr_at(i, steps), step, param, operators, ctx, items, keep)
+        _record(history, i, score, items.frozen, progress)
+        if bool(items.frozen.all()):
             break
     with torch.no_grad():
         if returns == "rendered":
-            params, images = rendered_p, rendered
+            params, images = items.rendered_p, items.rendered
         else:
             params, images = p.detach(), param.to_image(p).detach()
-        final = score_fn(images).detach()
-        saved = images.clamp(0, 1)
-        saved_final = final if torch.equal(saved, images) else score_fn(saved).detach()
-    return Result(images=saved, activations=final, history=history, params=params, seeds=list(seeds),
-                  saved_activations=saved_final, dead_start=dead.tolist(), stopped_at=stopped_at.tolist(),
-                  failed=failed)
+        result = _result(images, params, score_fn, history, seeds)
+    result.dead_start, result.stopped_at, result.failed = items.dead.tolist(), items.stopped_at.tolist(), items.failed
+    return result

@@ -233,13 +233,18 @@ def list_layers(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            p = next(model.parameters(), None)
-            model(torch.zeros(1, *input_shape, device=p.device if p is not None else "cpu",
-                              dtype=p.dtype if p is not None else torch.float32))
+            device, dtype = device_and_dtype(model)
+            model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
     finally:
         for h in handles:
             h.remove()
     return order
+
+
+def device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype of the model's first parameter: where its inputs go. (cpu, float32) without any."""
+    ref = next(model.parameters(), None)
+    return (ref.device, ref.dtype) if ref is not None else (torch.device("cpu"), torch.float32)
 
 
 def relu_readings(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict[str, str]:
@@ -249,10 +254,9 @@ def relu_readings(model: nn.Module, input_shape: tuple[int, ...] | None = None) 
         spec = model.input_spec
         input_shape = (spec.channels, *spec.size)
     names = [n for n, m in _root(model).named_modules() if n and not isinstance(m, nn.ModuleList)]
-    p = next(model.parameters(), None)
+    device, dtype = device_and_dtype(model)
     with torch.no_grad(), capture(model, names, stop=False) as acts:
-        model(torch.zeros(1, *input_shape, device=p.device if p is not None else "cpu",
-                          dtype=p.dtype if p is not None else torch.float32))
+        model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
     return dict(acts.pre_relu)
 
 

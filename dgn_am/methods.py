@@ -7,31 +7,31 @@ Methods are frozen dataclasses: `dataclasses.replace(get_method("simonyan"), ste
 from __future__ import annotations
 
 import dataclasses
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from dgn_am.engine import Result, StepRule, check_samples, maximize
-from dgn_am.layers import Unit, check_units, read_layer, run
+from dgn_am.engine import Result, check_samples, maximize
+from dgn_am.layers import Unit, check_units
 from dgn_am.objectives import UnitObjective
-from dgn_am.parameterizations import FourierParam, Parameterization, PixelParam, mean_image
-from dgn_am.regularizers import (AlphaNorm, Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, L2Penalty, NormClip,
-                                 StopAt, TotalVariation)
+from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
+from dgn_am.parameterizations import build_parameterization
+from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
+from dgn_am.steps import StepRule
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
 
 @dataclass(frozen=True)
 class Method:
     name: str  # registry name, written into every output's settings
-    parameterization: str = "pixels"  # a key of PARAMETERIZATIONS
+    parameterization: str = "pixels"  # a key of dgn_am.parameterizations.PARAMETERIZATIONS
     init: str = "zeros"  # parameterization-specific start: zeros, randn, mean-image, ...
     init_std: float = 0.01  # std of a "randn" start
     steps: int = 200  # optimization steps
     step_rule: StepRule = StepRule()  # update rule and learning-rate schedule
-    penalties: tuple = ()  # subtracted from the objective (regularizers.py)
-    operators: tuple = ()  # applied to p after every step (regularizers.py)
+    penalties: tuple = ()  # subtracted from the objective (penalties.py)
+    operators: tuple = ()  # applied to p after every step (operators.py)
     transforms: tuple = ()  # applied to the image before the model sees it (transforms.py)
     samples: int = 1  # transformed copies scored per step, their mean maximized (needs transforms)
     options: tuple[tuple[str, Any], ...] = ()  # parameterization-specific settings, as (key, value) pairs
@@ -94,37 +94,6 @@ class Method:
             out = dataclasses.replace(out, step_rule=dataclasses.replace(out.step_rule, lr=lr))
         return out
 
-
-def _pixels(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
-    """init "zeros" / "randn": x = normalization mean + p. init "mean-image": x = mean image + p, p ~ N(0, init_std^2);
-    the mean image is option "mean_image" (a file or a (C, H, W) tensor) or dgn_am.parameterizations.mean_image's
-    default (the Fashion-MNIST training mean for Fashion-MNIST models, else the flat normalization mean)."""
-    spec = model.input_spec
-    opts = dict(method.options)
-    shape = (spec.channels, *spec.size)
-    if method.init == "mean-image" and "init_image" not in opts:
-        return PixelParam(shape, centre=mean_image(spec, opts.get("mean_image")), init="randn",
-                          init_std=method.init_std, box=opts.get("box", True))
-    return PixelParam(shape, centre=spec.mean, init=opts.get("init_image", method.init),
-                      init_std=method.init_std, box=opts.get("box", True))
-
-
-def _fourier(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
-    """FourierParam; init "randn", "zeros" or "mean-image" (as for pixels, plus init_std noise on the spectrum).
-    Options: decorrelate (default: True for 3 channels), decay_power (1.0), gain (0.25), mean_image."""
-    spec = model.input_spec
-    opts = dict(method.options)
-    init: Any = method.init
-    if init == "mean-image":
-        init = mean_image(spec, opts.get("mean_image"))
-    return FourierParam((spec.channels, *spec.size), decorrelate=opts.get("decorrelate"),
-                        decay_power=opts.get("decay_power", 1.0), init=init, init_std=method.init_std,
-                        gain=opts.get("gain", 0.25))
-
-
-# name -> builder(method, model, prior) -> Parameterization; other modules register theirs here
-PARAMETERIZATIONS: dict[str, Callable[[Method, torch.nn.Module, Any], Parameterization]] = {
-    "pixels": _pixels, "fourier": _fourier}
 
 METHODS: dict[str, Method] = {}
 
@@ -260,17 +229,12 @@ def synthesize(
 ) -> tuple[Result, list[tuple[Unit, int]]]:
     """Optimize every (unit, seed) pair in one batch. Returns the result and the (unit, seed) of each row."""
     check_units(model, list(units))
-    if method.parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization '{method.parameterization}'; available: "
-                         f"{', '.join(sorted(PARAMETERIZATIONS))}")
     reference = method.reference_size  # the spatial settings' original image side, recorded in the settings
     recorded = method.rescaled(model.input_spec.size)
     method, code_scale = in_prior_units(recorded, prior)
     items = [(u, s) for u in units for s in seeds]
     objective = UnitObjective([u for u, _ in items])
-    param = PARAMETERIZATIONS[method.parameterization](method, model, prior)
-    if getattr(param, "init_mode", None) == "bank-unit":
-        param.starts = unit_bank_starts(model, items, prior)
+    param = build_parameterization(method, model, items, prior)  # every item's start chosen inside
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress,
                       samples=method.samples, returns=method.returns, stop_at_zero_grad=method.stop_at_zero_grad)
@@ -282,18 +246,6 @@ def synthesize(
 
 
 # ---- DGN-AM: optimize the code of a learned generator prior (Nguyen et al. 2016) ----
-
-def _code(method: Method, model: torch.nn.Module, prior: Any) -> Parameterization:
-    from dgn_am.parameterizations import CodeParam
-
-    if prior is None:
-        raise ValueError(f"method {method.name} needs a generator prior: pass --prior NAME_OR_FILE "
-                         "(shipped: fmnist-fc6) or prior=dgn_am.load_prior(...)")
-    opts = dict(method.options)
-    init = opts.get("init_codes", method.init)
-    return CodeParam(prior, model.input_spec, init=init, init_std=method.init_std, clip=opts.get("clip", True),
-                     clamp=opts.get("clamp", True))
-
 
 def in_prior_units(method: Method, prior: Any) -> tuple[Method, dict]:
     """A code_scale="reference" method with lr, lr_end and init_std multiplied by s = prior.reference_scale (and
@@ -309,41 +261,6 @@ def in_prior_units(method: Method, prior: Any) -> tuple[Method, dict]:
                     "init_std": scaled.init_std, "reference_lr": rule.lr, "reference_lr_end": rule.lr_end,
                     "reference_init_std": method.init_std}
 
-
-PARAMETERIZATIONS["code"] = _code
-
-
-@torch.no_grad()
-def unit_bank_starts(model: torch.nn.Module, items: Sequence[tuple[Unit, int]], prior: Any,
-                     min_candidates: int = 8) -> torch.Tensor:
-    """Init "bank-unit": one start code per (unit, seed) from the prior's code bank of real images.
-
-    A unit's candidates are the bank images on which it is the most active unit of its layer (read the way the unit
-    is read: for an output unit, the images the network assigns to its class); with fewer than min_candidates, the
-    max(min_candidates, 10%) bank images where it is most active. The candidates are shuffled by a generator seeded
-    from the unit's address, and seed s takes candidate s mod their number: a seed's start depends only on its unit
-    and itself, and seeds 0..n-1 start from n different images when there are n candidates. (B, code_dim)."""
-    bank = getattr(prior, "bank", None)
-    if bank is None or len(bank) == 0:
-        raise ValueError("init 'bank-unit' needs a prior file with a code bank (code_bank); this one has none")
-    ref = next(model.parameters(), None)
-    device = ref.device if ref is not None else torch.device("cpu")
-    images = prior.image(bank.to(device), model.input_spec)
-    acts = run(model, images, list(dict.fromkeys(u.layer for u, _ in items)))
-    order: dict[str, torch.Tensor] = {}
-    codes = []
-    for unit, seed in items:
-        key = str(unit)
-        if key not in order:
-            table = read_layer(acts[unit.layer], unit)  # (N, C)
-            candidates = (table.argmax(1) == unit.index).nonzero().flatten()
-            if len(candidates) < min_candidates:
-                k = min(len(bank), max(min_candidates, len(bank) // 10))
-                candidates = table[:, unit.index].topk(k).indices
-            gen = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-            order[key] = candidates.cpu()[torch.randperm(len(candidates), generator=gen)]
-        codes.append(bank[order[key][int(seed) % len(order[key])]])
-    return torch.stack(codes).cpu()
 
 # The reference loop (act_max.py, ../REFERENCE.md), in CaffeNet fc6's code units and mapped onto any prior by
 # s = mean(upper) / 11.85: h ~ N(0, s^2) from the seed, 200 normalized steps with lr decaying linearly 8 s -> 1e-10 s,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from dgn_am.priors import require_bank
 
 
 def _check_image(p: torch.Tensor, who: str) -> None:
@@ -141,10 +142,8 @@ class StopAt:
 def bank_reference(ctx, chunk: int = 64) -> torch.Tensor:
     """(B,): for every item, the highest objective over the images of the prior's code bank (ctx.score_each: one
     forward pass per bank image, in chunks)."""
-    bank = getattr(getattr(ctx.param, "prior", None), "bank", None)
-    if bank is None or len(bank) == 0:
-        raise ValueError("StopAt needs a code parameterization whose prior file holds a code bank (code_bank); "
-                         "use it with a dgn-am method and a prior from dgn-am train-prior or code-stats")
+    bank = require_bank(getattr(ctx.param, "prior", None), "StopAt (a code parameterization)",
+                        "use it with a dgn-am method and a prior from dgn-am train-prior or code-stats")
     return torch.cat([ctx.score_each(ctx.param.to_image(bank[lo: lo + chunk]))
                       for lo in range(0, len(bank), chunk)]).max(0).values
 

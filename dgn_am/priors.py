@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -130,6 +130,14 @@ class Prior:
         if self.bank is not None:
             self.bank = self.bank.to(device)
         return self
+
+
+def require_bank(prior: Any, who: str, fix: str = "this one has none") -> torch.Tensor:
+    """The prior's code bank (N, code_dim), or a ValueError naming `who` needs it and how to get one."""
+    bank = getattr(prior, "bank", None)
+    if bank is None or len(bank) == 0:
+        raise ValueError(f"{who} needs a prior file with a code bank (code_bank); {fix}")
+    return bank
 
 
 def save_prior(path: str | Path, generator: Generator, stats: CodeStats, k: float, nonnegative: bool,

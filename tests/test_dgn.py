@@ -233,7 +233,7 @@ def _bank_prior(prior):
 
 def test_unit_bank_starts_pick_the_images_the_unit_wins(prior, target):
     from dgn_am.layers import read_layer, run
-    from dgn_am.methods import unit_bank_starts
+    from dgn_am.parameterizations import unit_bank_starts
 
     prior = _bank_prior(prior)
     with torch.no_grad():
@@ -265,7 +265,7 @@ def test_unit_bank_starts_pick_the_images_the_unit_wins(prior, target):
 def test_stop_at_undoes_steps_past_the_bank_reference(prior, target):
     from types import SimpleNamespace
 
-    from dgn_am.regularizers import StopAt
+    from dgn_am.operators import StopAt
 
     prior = _bank_prior(prior)
     param = CodeParam(prior, target.input_spec)

@@ -12,7 +12,7 @@ from dgn_am.layers import Unit, parse_units
 from dgn_am.methods import get_method, synthesize
 from dgn_am.objectives import Objective, UnitObjective
 from dgn_am.parameterizations import PixelParam
-from dgn_am.regularizers import L2Penalty
+from dgn_am.penalties import L2Penalty
 from tests.helpers import linear_model, probe_model
 
 

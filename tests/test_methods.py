@@ -19,8 +19,9 @@ from dgn_am.methods import METHODS, Method, get_method, synthesize
 from dgn_am.models.loading import TargetModel, checkpoints_dir, load_model
 from dgn_am.models.spec import InputSpec
 from dgn_am.objectives import UnitObjective
+from dgn_am.operators import GaussianBlur, NormClip
 from dgn_am.parameterizations import PixelParam
-from dgn_am.regularizers import GaussianBlur, NormClip, TotalVariation
+from dgn_am.penalties import TotalVariation
 from dgn_am.transforms import Jitter, Pad
 from tests.helpers import linear_model
 

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from dgn_am.data import image_folder, load_fashion_mnist
+from dgn_am.data import VALIDATION_SIZE, image_folder, load_fashion_mnist
 
 
 class FashionMNISTDataModule(L.LightningDataModule):
@@ -22,7 +22,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self,
         data_dir: str | None = None,
         batch_size: int = 128,
-        val_size: int = 5000,
+        val_size: int = VALIDATION_SIZE,
         download: bool = False,
         num_workers: int = 0,
         limit: int | None = None,

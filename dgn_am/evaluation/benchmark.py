@@ -201,6 +201,46 @@ def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, confi
     return {"per_image": {k: v.tolist() for k, v in per_image.items()}, "summary": summary}
 
 
+def _load_evaluators(names: list[str], target, device: str) -> list:
+    """The judge networks, each checked to take the target's image format, with distinct names."""
+    evaluators = [Evaluator.from_spec(n, device=device) for n in names]
+    spec = target.input_spec
+    for e in evaluators:
+        es = e.model.input_spec
+        if (es.channels, tuple(es.size)) != (spec.channels, tuple(spec.size)):
+            raise ValueError(f"evaluator {e.name} takes {es.channels}x{es.size[0]}x{es.size[1]} images, but the target "
+                             f"makes {spec.channels}x{spec.size[0]}x{spec.size[1]}; pick evaluators with the target's "
+                             "input format")
+    ev_names = [e.name for e in evaluators]
+    if len(set(ev_names)) < len(ev_names):
+        raise ValueError(f"evaluators {', '.join(ev_names)} repeat a name; give each its own model or weights file")
+    return evaluators
+
+
+def _run_method(name: str, entry: dict, images: dict, target, control, units, seeds, groups, norm, scorer, prior_fn,
+                real, config: BenchmarkConfig, progress: Callable[[str], None] | None) -> None:
+    """Make and score one method's images (and, with a control network, its control run) into `entry` and
+    `images`."""
+    if progress:
+        progress(name)
+    made = _make_images(name, target, units, seeds, prior_fn, real, config.steps)
+    entry.update(_score_method(made, target, units, groups, norm, scorer, config))
+    n = len(made["images"])
+    entry["cost"] = {"seconds_per_image": made["seconds"] / n, "steps": made["steps"],
+                     "seconds_total": made["seconds"]}
+    entry["settings"] = made["settings"]
+    images[name] = made["images"]
+    if control is not None and name not in PSEUDO:
+        if progress:
+            progress(f"{name} (control)")
+        made_c = _make_images(name, control, units, seeds, prior_fn, real, config.steps)
+        scored = _score_method(made_c, control, units, groups, norm, scorer, config)
+        entry["control"] = {k: v for k, v in scored["summary"].items()
+                            if k.startswith("transfer") or k.startswith("activation")}
+        entry["control_per_image"] = {k: v for k, v in scored["per_image"].items() if k.startswith("transfer")}
+        images[f"{name} (control)"] = made_c["images"]
+
+
 def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Run the whole benchmark; see the module docstring. progress(label) is called before each run."""
     from dgn_am.data import load_fashion_mnist
@@ -218,17 +258,8 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     if any(u.layer != out_layer for u in units):
         raise ValueError(f"the benchmark scores class units: use units of the output layer '{out_layer}', "
                          f"e.g. --units {out_layer}:0-9")
-    evaluators = [Evaluator.from_spec(n, device=config.device) for n in ev_names]
-    spec = target.input_spec
-    for e in evaluators:
-        es = e.model.input_spec
-        if (es.channels, tuple(es.size)) != (spec.channels, tuple(spec.size)):
-            raise ValueError(f"evaluator {e.name} takes {es.channels}x{es.size[0]}x{es.size[1]} images, but the target "
-                             f"makes {spec.channels}x{spec.size[0]}x{spec.size[1]}; pick evaluators with the target's "
-                             "input format")
+    evaluators = _load_evaluators(ev_names, target, config.device)
     ev_names = [e.name for e in evaluators]
-    if len(set(ev_names)) < len(ev_names):
-        raise ValueError(f"evaluators {', '.join(ev_names)} repeat a name; give each its own model or weights file")
     x, y = load_fashion_mnist("test", config.data_dir)
     classes = [u.index for u in units]
     n_cal = max(config.seeds, CALIBRATION_PER_CLASS)
@@ -254,24 +285,8 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     for name in methods:
         entry: dict = {"error": None, "control": None}
         try:
-            if progress:
-                progress(name)
-            made = _make_images(name, target, units, seeds, prior_fn, real, config.steps)
-            entry.update(_score_method(made, target, units, groups, norm, scorer, config))
-            n = len(made["images"])
-            entry["cost"] = {"seconds_per_image": made["seconds"] / n, "steps": made["steps"],
-                             "seconds_total": made["seconds"]}
-            entry["settings"] = made["settings"]
-            images[name] = made["images"]
-            if control is not None and name not in PSEUDO:
-                if progress:
-                    progress(f"{name} (control)")
-                made_c = _make_images(name, control, units, seeds, prior_fn, real, config.steps)
-                scored = _score_method(made_c, control, units, groups, norm, scorer, config)
-                entry["control"] = {k: v for k, v in scored["summary"].items()
-                                    if k.startswith("transfer") or k.startswith("activation")}
-                entry["control_per_image"] = {k: v for k, v in scored["per_image"].items() if k.startswith("transfer")}
-                images[f"{name} (control)"] = made_c["images"]
+            _run_method(name, entry, images, target, control, units, seeds, groups, norm, scorer, prior_fn, real,
+                        config, progress)
         except Exception as e:  # one broken method must not sink the benchmark: record it and go on
             entry["error"] = f"{e.__class__.__name__}: {e}"
         results[name] = entry
@@ -280,20 +295,26 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
         if progress:
             progress("calibration")
         calib = _calibrate(real, units, groups, norm, target, scorer, config, ev_names)
-    spec = target.input_spec
-    settings = {**asdict(config), "methods": methods, "evaluators": ev_names, "seed_list": seeds,
-                "units_list": [str(u) for u in units], "output_layer": out_layer,
-                "class_names": [names[u.index] for u in units] if (names := getattr(target, "class_names", None))
-                else None,
-                "budget": {"steps": config.steps if config.steps is not None else "method default",
-                           "image_size": list(spec.size), "channels": spec.channels, "value_range": [0.0, 1.0]},
-                "normalization": {"images": f"first {config.limit} training images" if config.limit else
-                                  "Fashion-MNIST test set", "top_activation": norm.tolist()},
-                "feature_layers": {e.name: {"penult": e.penult, "early": e.early} for e in evaluators},
-                "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-                "threads": torch.get_num_threads(), "machine": platform.machine()}
+    settings = _settings(config, target, methods, ev_names, evaluators, seeds, units, out_layer, norm)
     return {"settings": settings, "methods": results, "calibration": calib, "images": images,
             "real_images_for_grid": torch.cat([real[c][: len(seeds)] for c in classes])}
+
+
+def _settings(config: BenchmarkConfig, target, methods, ev_names, evaluators, seeds, units, out_layer,
+              norm: np.ndarray) -> dict:
+    """results.json's "settings": the config, what was run and scored, the budget, versions and machine."""
+    spec = target.input_spec
+    return {**asdict(config), "methods": methods, "evaluators": ev_names, "seed_list": seeds,
+            "units_list": [str(u) for u in units], "output_layer": out_layer,
+            "class_names": [names[u.index] for u in units] if (names := getattr(target, "class_names", None))
+            else None,
+            "budget": {"steps": config.steps if config.steps is not None else "method default",
+                       "image_size": list(spec.size), "channels": spec.channels, "value_range": [0.0, 1.0]},
+            "normalization": {"images": f"first {config.limit} training images" if config.limit else
+                              "Fashion-MNIST test set", "top_activation": norm.tolist()},
+            "feature_layers": {e.name: {"penult": e.penult, "early": e.early} for e in evaluators},
+            "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+            "threads": torch.get_num_threads(), "machine": platform.machine()}
 
 
 CALIBRATED = {"transfer_mean": True, "kid_penult": False, "kid_early": False, "fid_penult": False,

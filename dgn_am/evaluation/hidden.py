@@ -30,6 +30,7 @@ from dgn_am.evaluation.scoring import Evaluator, UnitKernels
 from dgn_am.layers import Unit, check_units, read_units, run, units_of
 
 PSEUDO = ("top-images", "noise")
+PER_IMAGE = ("activation", "activation_raw", "dead_start")  # per-item arrays every method returns
 DEFAULT_METHODS = ("dgn-am", "dgn-am-adam", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "dgn-am-stats", "simonyan",
                    "olah")
 SUMMARIES = ("act_top", "median_act_top", "nonpositive", "act_top_raw", "median_act_top_raw", "nonpositive_raw",
@@ -119,6 +120,34 @@ def _summaries(made: dict, norm: np.ndarray, feats: list[np.ndarray], refs: list
     return out
 
 
+def _reference_images(name: str, target, x: torch.Tensor, table: torch.Tensor, order: torch.Tensor, units,
+                      seeds: list[int], config: HiddenConfig) -> dict:
+    """The reference rows: "top-images" (each unit's strongest test images, x (N, C, H, W), table (N, U) and its
+    descending order) or "noise" (uniform noise, seeded per unit and seed), as _synthesize returns them."""
+    if name == "top-images":
+        rows = order[: config.seeds].T.flatten()
+        made = {"images": x[rows].cpu(), "activation": table[rows, torch.arange(len(units)).repeat_interleave(
+            len(seeds))].double().numpy(), "dead_start": np.zeros(len(rows)), "seconds": 0.0, "steps": 0}
+        return {**made, "activation_raw": made["activation"]}
+    gens = [torch.Generator().manual_seed(10_000 * n + s) for n in range(len(units)) for s in seeds]
+    noise = torch.stack([torch.rand(*x.shape[1:], generator=g) for g in gens])
+    t = unit_table(target, noise.to(config.device), units)
+    made = {"images": noise, "activation": t[torch.arange(len(noise)), torch.arange(len(units))
+            .repeat_interleave(len(seeds))].double().numpy(), "dead_start": np.zeros(len(noise)),
+            "seconds": 0.0, "steps": 0}
+    return {**made, "activation_raw": made["activation"]}
+
+
+def _layer_summary(layer: str, made: dict, feats: list, units, seeds: list[int], groups: list, norm: np.ndarray,
+                   refs: list, config: HiddenConfig) -> dict:
+    """The summaries over the units of `layer` ("all": every unit)."""
+    pick = [i for i, u in enumerate(units) if layer in ("all", u.layer)]
+    rows = np.concatenate([groups[i] for i in pick])
+    regroup = [np.arange(j * len(seeds), (j + 1) * len(seeds)) for j in range(len(pick))]
+    return _summaries({k: made[k][rows] for k in PER_IMAGE}, norm[pick],
+                      [f[rows] for f in feats], [[r[i] for i in pick] for r in refs], regroup, config)
+
+
 def run_hidden_benchmark(config: HiddenConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Run the hidden-unit benchmark (module docstring). Returns settings, per-method per-item numbers and
     summaries (per layer and "all"), the images, and each unit's top-9 exemplar indices into the test set."""
@@ -162,34 +191,14 @@ def run_hidden_benchmark(config: HiddenConfig, progress: Callable[[str], None] |
     for name in [m for m in config.methods if m not in PSEUDO] + list(PSEUDO):
         if progress:
             progress(name)
-        if name == "top-images":
-            rows = order[: config.seeds].T.flatten()
-            made = {"images": x[rows].cpu(), "activation": table[rows, torch.arange(len(units)).repeat_interleave(
-                len(seeds))].double().numpy(), "dead_start": np.zeros(len(rows)), "seconds": 0.0, "steps": 0}
-            made["activation_raw"] = made["activation"]
-        elif name == "noise":
-            gens = [torch.Generator().manual_seed(10_000 * n + s) for n in range(len(units)) for s in seeds]
-            noise = torch.stack([torch.rand(*x.shape[1:], generator=g) for g in gens])
-            t = unit_table(target, noise.to(config.device), units)
-            made = {"images": noise, "activation": t[torch.arange(len(noise)), torch.arange(len(units))
-                    .repeat_interleave(len(seeds))].double().numpy(), "dead_start": np.zeros(len(noise)),
-                    "seconds": 0.0, "steps": 0}
-            made["activation_raw"] = made["activation"]
+        if name in PSEUDO:
+            made = _reference_images(name, target, x, table, order, units, seeds, config)
         else:
             made = _synthesize(name, target, units, seeds, prior_fn, config)
         feats = [e.embed(made["images"].to(config.device))["penult"] for e in evaluators]
-        summary = {}
-        for layer in layers + ["all"]:
-            pick = [i for i, u in enumerate(units) if layer in ("all", u.layer)]
-            sub = [groups[i] for i in pick]
-            rows = np.concatenate(sub)
-            regroup = [np.arange(j * len(seeds), (j + 1) * len(seeds)) for j in range(len(pick))]
-            summary[layer] = _summaries({k: made[k][rows] for k in ("activation", "activation_raw", "dead_start")},
-                                        norm[pick],
-                                        [f[rows] for f in feats], [[r[i] for i in pick] for r in refs], regroup,
-                                        config)
-        results[name] = {"summary": summary, "per_image": {k: made[k].tolist() for k in
-                                                           ("activation", "activation_raw", "dead_start")},
+        summary = {layer: _layer_summary(layer, made, feats, units, seeds, groups, norm, refs, config)
+                   for layer in layers + ["all"]}
+        results[name] = {"summary": summary, "per_image": {k: made[k].tolist() for k in PER_IMAGE},
                          "cost": {"seconds_total": made["seconds"], "steps": made["steps"],
                                   "seconds_per_image": made["seconds"] / len(made["images"])}}
         images[name] = made["images"]

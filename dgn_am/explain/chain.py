@@ -96,9 +96,9 @@ def _link(prev: torch.Tensor, inp: torch.Tensor) -> list[str]:
     return ["break"]
 
 
-def record_chain(model: nn.Module, x: torch.Tensor) -> Chain:
-    """Run model(x) once (no gradients) and return its chain of leaf-module calls. x: the model's input, (B, ...)."""
-    root = _root(model)
+def _record_calls(model: nn.Module, root: nn.Module, x: torch.Tensor) -> tuple[list, dict, list]:
+    """Run model(x) once (no gradients) with hooks on every module: (leaf calls [(name, module, input, output)],
+    {module name: number of leaf calls when it finished}, [the root module's input] or [])."""
     names = {m: n for n, m in root.named_modules()}
     calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
     ends: dict[str, int] = {}
@@ -128,7 +128,13 @@ def record_chain(model: nn.Module, x: torch.Tensor) -> Chain:
     finally:
         for h in handles:
             h.remove()
+    return calls, ends, root_input
 
+
+def record_chain(model: nn.Module, x: torch.Tensor) -> Chain:
+    """Run model(x) once (no gradients) and return its chain of leaf-module calls. x: the model's input, (B, ...)."""
+    root = _root(model)
+    calls, ends, root_input = _record_calls(model, root, x)
     steps: list[Step] = []
     spec = getattr(model, "input_spec", None)
     prev = x.detach()

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgn_am.explain.chain import Chain, Step, record_chain
-from dgn_am.explain.targets import UnitLike, check_eval, check_images, resolve_units
+from dgn_am.explain.targets import UnitLike, check_batch, check_eval, resolve_units
 from dgn_am.layers import Unit
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -193,7 +193,7 @@ def excitation_maps(model: nn.Module, x: torch.Tensor, unit: UnitLike, layers: l
     None) is the model's input. Returns {layer: P}, P shaped like that layer's output (B, C', H', W') or
     (B, D), non-negative and summing to 1 per image.
     """
-    check_images(x)
+    check_batch(x)
     check_eval(model)
     units = resolve_units(unit, x.shape[0])
     chain = record_chain(model, x)

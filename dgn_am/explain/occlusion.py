@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from dgn_am.explain.targets import UnitLike, check_eval, check_images, resolve_units, unit_values
+from dgn_am.explain.targets import UnitLike, check_batch, check_eval, resolve_units, unit_values
 
 Pair = Union[int, tuple[int, int]]
 
@@ -57,7 +57,7 @@ def occlusion(
     broadcastable to (C, H, W) (e.g. a blurred copy of the image). batch_size: occluded copies per forward pass.
     Returns (B, H, W) in units of the activation, on x's device and dtype.
     """
-    check_images(x, dims=(4,))
+    check_batch(x, dims=(4,))
     check_eval(model)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

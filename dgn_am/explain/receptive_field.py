@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from dgn_am.layers import _root, get_layer, run
+from dgn_am.layers import _root, device_and_dtype, get_layer, run
 
 _IDENTITY = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.gelu, F.silu,
              F.mish, F.elu, F.selu, F.celu, F.leaky_relu, F.hardtanh, F.relu6, F.hardswish, F.hardsigmoid,
@@ -122,8 +122,7 @@ def receptive_field(model: nn.Module, layer: str, channels: int | None = None, s
     channels = channels or _channels(model, net)
     spec = getattr(model, "input_spec", None)
     size = start_size or (max(spec.size) if spec is not None else 64)
-    p = next(net.parameters(), None)
-    device = p.device if p is not None else torch.device("cpu")
+    device = device_and_dtype(net)[0]
     while size <= max_size:
         canvas = torch.zeros(1, channels, size, size, dtype=torch.float64, device=device)
         with torch.no_grad(), _StructuralMode():

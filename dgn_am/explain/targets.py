@@ -53,7 +53,7 @@ def check_eval(model: nn.Module) -> None:
                          "(load_model returns an eval-mode model)")
 
 
-def check_images(x: torch.Tensor, dims: tuple[int, ...] = (2, 3, 4)) -> None:
+def check_batch(x: torch.Tensor, dims: tuple[int, ...] = (2, 3, 4)) -> None:
     """x must be a floating-point batch, (B, C, H, W) for images or (B, D) for vectors."""
     if x.dim() not in dims or not x.is_floating_point():
         raise ValueError(f"inputs must be a float tensor with a batch dimension, (B, C, H, W) for images, got "
@@ -80,7 +80,7 @@ def unit_values(model: nn.Module, x: torch.Tensor, units: list[Unit]) -> torch.T
 
 def input_gradient(model: nn.Module, x: torch.Tensor, unit: UnitLike) -> tuple[torch.Tensor, torch.Tensor]:
     """(d unit / d x of shape x.shape, unit values (B,)). Each image's gradient is of its own unit only."""
-    check_images(x)
+    check_batch(x)
     check_eval(model)
     units = resolve_units(unit, x.shape[0])
     x = x.detach().clone().requires_grad_(True)

@@ -4,13 +4,25 @@ data set (Fashion-MNIST, or the user's own ImageFolder). Argument parsing and fi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
+from dgn_am.cli.common import (DATA_DIR_HELP, add_model_args, load_target, png_scale, save_figure, save_npy,
+                               unit_stem)
 from dgn_am.errors import strict_dumps
 from dgn_am.outdir import OutputFolder, file_part
+
+VIEWS_HELP = """Writes into --out:
+  topk_UNIT.png               the k images that drive the unit most (conv units read as addressed: the centre
+                              position by default, @ROW,COL or @mean)
+  patches_UNIT.png            conv units: each image's strongest position of the channel (or the @ROW,COL given),
+                              the k strongest images, each cropped to that unit's receptive field
+  neighbours_LAYER.png        a row per query: the query, then its nearest neighbours in --layer's features
+  embedding_METHOD_LAYER.png  PCA / t-SNE of --layer's features, coloured by class, with thumbnails
+  embedding_METHOD_LAYER.npy  the 2-D coordinates, (N, 2) float32
+  filters.png                 the first convolution's filters (grey = 0)
+  views.json                  indices, activations, positions, boxes and distances behind every picture"""
 
 _TITLES = {"pca": "PCA", "tsne": "t-SNE"}
 _SKIP_TYPES = {"Dropout", "Dropout2d", "Flatten", "Identity", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
@@ -52,15 +64,8 @@ def _load_data(args, spec) -> tuple[torch.Tensor, torch.Tensor | None, list[str]
     return fit_images(images, spec.channels, spec.size), labels, list(CLASSES)
 
 
-def cmd_dataset_views(args) -> int:
-    from dgn_am.cli import _load
-    from dgn_am.explain import dataset_views as dv
-    from dgn_am.explain.cli import _save_figure, _save_npy, _scale, _unit_stem
-    from dgn_am.explain.maps import filter_tiles
-    from dgn_am.explain.plots import plot_embedding
-    from dgn_am.imageio import atomic_write, load_image, make_grid, save_image
-    from dgn_am.layers import check_units, get_layer, units_of
-
+def _check_flags(args) -> None:
+    """The numeric flags and --embedding, before anything is loaded."""
     for name in args.embedding:
         if name not in ("pca", "tsne"):
             raise ValueError(f"unknown --embedding '{name}'; use pca and/or tsne")
@@ -68,29 +73,30 @@ def cmd_dataset_views(args) -> int:
         if getattr(args, flag) is not None and getattr(args, flag) < (0 if flag == "thumbnails" else 1):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'thumbnails' else 1}, "
                              f"got {getattr(args, flag)}")
-    OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
-    model = _load(args)
-    spec = model.input_spec
-    scale = _scale(args, tuple(spec.size))
-    spatial, flat = _default_layers(model) if not (args.units and args.layer) else (None, None)
-    units = units_of(model, args.units or [f"{spatial}:0-3"])
-    check_units(model, units)
-    layer = args.layer or flat
-    get_layer(model, layer)
-    images, labels, classes = _load_data(args, spec)
-    n = len(images)
-    if args.k > n:
-        raise ValueError(f"--k {args.k} is more than the {n} images; lower --k or raise --limit")
-    if args.query_image:
-        queries, query_idx = torch.cat([load_image(p, spec) for p in args.query_image]), None
-    else:
-        bad = [q for q in args.queries if not 0 <= q < n]
-        if bad:
-            raise ValueError(f"--queries {bad} out of range: the data set has {n} images (0-{n - 1})")
-        query_idx = torch.tensor(args.queries)
-        queries = images[query_idx]
 
-    # compute everything first
+
+def _queries(args, images: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(query images (Q, C, H, W), their indices in `images` (Q,) or None for --query-image files)."""
+    from dgn_am.imageio import load_image
+
+    if args.query_image:
+        return torch.cat([load_image(p, spec) for p in args.query_image]), None
+    n = len(images)
+    bad = [q for q in args.queries if not 0 <= q < n]
+    if bad:
+        raise ValueError(f"--queries {bad} out of range: the data set has {n} images (0-{n - 1})")
+    query_idx = torch.tensor(args.queries)
+    return images[query_idx], query_idx
+
+
+def _compute(args, model, images, labels, classes, units, layer, queries, query_idx) -> dict:
+    """Every view, computed before anything is written: top-k images and patches per unit, neighbours of the
+    queries, 2-D embeddings and their figures, and the first convolution's filter tiles."""
+    from dgn_am.explain import dataset_views as dv
+    from dgn_am.explain.maps import filter_tiles
+    from dgn_am.explain.plots import plot_embedding
+
+    n = len(images)
     top, patches, outputs = {}, {}, {}
     for u in units:
         if u.layer not in outputs:
@@ -108,44 +114,85 @@ def cmd_dataset_views(args) -> int:
         tiles = filter_tiles(conv.weight)
     except ValueError:  # no convolution: no filter grid
         conv_name, conv, tiles = None, None, None
-    lstem = file_part(layer.replace(".", "-"))
     figures = {e: plot_embedding(xy, labels=None if labels is None else labels[:m].tolist(), class_names=classes,
                                  images=images[:m].cpu(), thumbnails=args.thumbnails, seed=args.seed,
                                  title=f"{_TITLES[e]} of {layer} ({m} images)") for e, xy in coords.items()}
+    return dict(top=top, patches=patches, nb_idx=nb_idx, nb_dist=nb_dist, m=m, coords=coords, figures=figures,
+                conv_name=conv_name, conv=conv, tiles=tiles)
+
+
+def _write_units(out: Path, units, images, views: dict, scale: int) -> dict:
+    """topk_UNIT.png and patches_UNIT.png for every unit; returns views.json's "units" record."""
+    from dgn_am.imageio import make_grid, save_image
+
+    record = {}
+    for u in units:
+        stem, top = unit_stem(u), views["top"][u]
+        save_image(make_grid(images[top.indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
+        entry = {"topk_png": f"topk_{stem}.png", "indices": top.indices.tolist(), "values": top.values.tolist()}
+        if u in views["patches"]:
+            p = views["patches"][u]
+            pscale = max(1, 112 // max(p.crops.shape[2:]))
+            save_image(make_grid(p.crops, rows=1), out / f"patches_{stem}.png", scale=pscale)
+            entry.update(patches_png=f"patches_{stem}.png", patch_indices=p.indices.tolist(),
+                         positions=p.positions.tolist(), boxes=p.boxes.tolist(), patch_values=p.values.tolist())
+        record[str(u)] = entry
+    return record
+
+
+def _write_filters(out: Path, views: dict) -> dict | None:
+    """filters.png, the first convolution's filters (grey = 0); its views.json record, or None without one."""
+    from dgn_am.imageio import make_grid, save_image
+
+    tiles = views["tiles"]
+    if tiles is None:
+        return None
+    columns = min(len(tiles), 16)
+    blank = torch.ones(-len(tiles) % columns, *tiles.shape[1:])  # white tiles to fill the last row
+    save_image(make_grid(torch.cat([tiles, blank]), rows=-(-len(tiles) // columns), fill=1.0),
+               out / "filters.png", scale=max(1, 24 // max(tiles.shape[2:])))
+    return {"layer": views["conv_name"], "shape": list(views["conv"].weight.shape), "png": "filters.png"}
+
+
+def cmd_dataset_views(args) -> int:
+    from dgn_am.imageio import atomic_write, make_grid, save_image
+    from dgn_am.layers import check_units, get_layer, units_of
+
+    _check_flags(args)
+    OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
+    model = load_target(args)
+    spec = model.input_spec
+    scale = png_scale(args, tuple(spec.size))
+    spatial, flat = _default_layers(model) if not (args.units and args.layer) else (None, None)
+    units = units_of(model, args.units or [f"{spatial}:0-3"])
+    check_units(model, units)
+    layer = args.layer or flat
+    get_layer(model, layer)
+    images, labels, classes = _load_data(args, spec)
+    n = len(images)
+    if args.k > n:
+        raise ValueError(f"--k {args.k} is more than the {n} images; lower --k or raise --limit")
+    queries, query_idx = _queries(args, images, spec)
+    views = _compute(args, model, images, labels, classes, units, layer, queries, query_idx)
+    lstem = file_part(layer.replace(".", "-"))
 
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
         out = folder.path
         record = {"model": args.model, "weights": args.weights, "images": n, "data": args.image_folder or
                   f"fashion-mnist {args.split}", "units": {}, "neighbours": {}, "embeddings": {}}
-        for u in units:
-            stem = _unit_stem(u)
-            save_image(make_grid(images[top[u].indices].cpu(), rows=1), out / f"topk_{stem}.png", scale=scale)
-            entry = {"topk_png": f"topk_{stem}.png", "indices": top[u].indices.tolist(),
-                     "values": top[u].values.tolist()}
-            if u in patches:
-                p = patches[u]
-                pscale = max(1, 112 // max(p.crops.shape[2:]))
-                save_image(make_grid(p.crops, rows=1), out / f"patches_{stem}.png", scale=pscale)
-                entry.update(patches_png=f"patches_{stem}.png", patch_indices=p.indices.tolist(),
-                             positions=p.positions.tolist(), boxes=p.boxes.tolist(), patch_values=p.values.tolist())
-            record["units"][str(u)] = entry
+        record["units"] = _write_units(out, units, images, views, scale)
+        nb_idx = views["nb_idx"]
         rows = torch.cat([torch.cat([queries[i: i + 1].cpu(), images[nb_idx[i]].cpu()]) for i in range(len(queries))])
         save_image(make_grid(rows, rows=len(queries)), out / f"neighbours_{lstem}.png", scale=scale)
         record["neighbours"] = {"layer": layer, "metric": args.metric, "png": f"neighbours_{lstem}.png",
                                 "queries": args.query_image or args.queries, "indices": nb_idx.tolist(),
-                                "distances": nb_dist.tolist()}
-        for e, xy in coords.items():
-            _save_figure(figures[e], out / f"embedding_{e}_{lstem}.png")
-            _save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
+                                "distances": views["nb_dist"].tolist()}
+        for e, xy in views["coords"].items():
+            save_figure(views["figures"][e], out / f"embedding_{e}_{lstem}.png")
+            save_npy(xy.astype("float32"), out / f"embedding_{e}_{lstem}.npy")
             record["embeddings"][e] = {"png": f"embedding_{e}_{lstem}.png", "npy": f"embedding_{e}_{lstem}.npy",
-                                       "points": m}
-        record["filters"] = None
-        if tiles is not None:
-            columns = min(len(tiles), 16)
-            blank = torch.ones(-len(tiles) % columns, *tiles.shape[1:])  # white tiles to fill the last row
-            save_image(make_grid(torch.cat([tiles, blank]), rows=-(-len(tiles) // columns), fill=1.0),
-                       out / "filters.png", scale=max(1, 24 // max(tiles.shape[2:])))
-            record["filters"] = {"layer": conv_name, "shape": list(conv.weight.shape), "png": "filters.png"}
+                                       "points": views["m"]}
+        record["filters"] = _write_filters(out, views)
         atomic_write(out / "views.json",
                      lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1) + "\n"))
     if not args.quiet:
@@ -153,17 +200,15 @@ def cmd_dataset_views(args) -> int:
     return 0
 
 
-def add_views_command(subparsers) -> None:
-    """Add the `dataset-views` subcommand (called by `dgn_am.explain.cli.add_commands`)."""
-    from dgn_am.cli import _add_model_args
-    from dgn_am.explain.cli import VIEWS_HELP
+def add_commands(subparsers) -> None:
+    """Add `dataset-views` to the dgn-am subcommands."""
 
     p = subparsers.add_parser(
         "dataset-views", help="top-k images and patches, neighbours, embeddings and filters over a data set",
         description="Views of a data set through a network. " + VIEWS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model_args(p)
-    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    add_model_args(p)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--split", default="test", choices=("train", "test"), help="Fashion-MNIST split (default: test)")
     p.add_argument("--image-folder", default=None, help="use your own images instead: ROOT/CLASS/IMAGE files, "
                    "fitted to the model (grey/RGB, resize, centre crop)")

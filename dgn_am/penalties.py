@@ -4,8 +4,8 @@ x is the image (B, C, H, W) in [0, 1]; p is the optimized tensor. For PixelParam
 mean-subtracted image, which is the space Simonyan's L2 and Mahendran's alpha-norm are defined in. Penalties that
 read p refuse other parameterizations (p shaped unlike x) unless told to use x - centre instead.
 
-The operators applied to p after each step (Yosinski's r_theta: decay, blur, clipping) live in dgn_am.operators and
-are re-exported here, so `from dgn_am.regularizers import Decay, GaussianBlur` keeps working.
+The operators applied to p after each step (Yosinski's r_theta: decay, blur, clipping) are a different kind of piece
+and live in dgn_am.operators.
 """
 
 from __future__ import annotations
@@ -14,11 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dgn_am.operators import (Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt,
-                              gaussian_blur)
-
-__all__ = ["AlphaNorm", "Anchor", "CentreBias", "ContributionClip", "Decay", "GaussianBlur", "L2Penalty", "NormClip",
-           "StopAt", "TotalVariation", "gaussian_blur"]
+__all__ = ["AlphaNorm", "L2Penalty", "TotalVariation"]
 
 
 def _pixels(x: torch.Tensor, p: torch.Tensor, centre: float | None, who: str) -> torch.Tensor:

@@ -104,7 +104,7 @@ def _wandb_table(out) -> dict:
 
 
 def test_wandb_logs_offline_without_account(tmp_path, monkeypatch):
-    from dgn_am.evaluation.cli import _log_wandb
+    from dgn_am.cli.benchmark import _log_wandb
 
     _offline_wandb_env(monkeypatch, tmp_path)
     results = {"settings": {"model": "m", "evaluators": ["e"]},

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 from pathlib import Path
+
+from dgn_am.cli.common import DATA_DIR_HELP, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, check_device
+from dgn_am.errors import bounded_int
 
 
 def _commit() -> str:
@@ -76,8 +78,6 @@ def cmd_benchmark(args) -> int:
 
     folder = OutputFolder(args.out, overwrite=args.overwrite, manifest=None, keep_others=True)
     folder.precheck()  # before the long run, and again under the lock when writing
-    from dgn_am.cli import MAX_IMAGES, MAX_SEED, MAX_STEPS, check_device
-    from dgn_am.errors import bounded_int
 
     check_device(args.device)
     bounded_int(args.seeds, "--seeds", 1, MAX_IMAGES)
@@ -137,7 +137,6 @@ def _log_wandb(results: dict, out: Path, quiet: bool = False) -> Path:
 
 def add_commands(sub) -> None:
     """Add `benchmark` to the dgn-am subcommands."""
-    from dgn_am.cli import _add_model_args
     from dgn_am.evaluation.benchmark import DEFAULT_METHODS
     from dgn_am.evaluation.hidden import DEFAULT_METHODS as HIDDEN_METHODS
 
@@ -146,7 +145,7 @@ def add_commands(sub) -> None:
                                    "with independent evaluator networks, validate the metrics on calibration "
                                    "inputs, and write results.json, results.csv, table.md and figures to --out. "
                                    "Hidden units (not of the output layer) run the hidden-unit benchmark instead.")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--units", nargs="+", default=["fc8:0-9"],
                    help="class units of the output layer (the class benchmark), or any hidden units such as "
                         "conv5:0-63 fc6:0-63 (the hidden-unit benchmark) (default: %(default)s)")
@@ -171,7 +170,7 @@ def add_commands(sub) -> None:
                    "(default: %(default)s)")
     p.add_argument("--no-control", action="store_true", help="skip the randomly initialized target control")
     p.add_argument("--no-calibration", action="store_true", help="skip the metric calibration")
-    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--wandb", action="store_true", help="also log the table to wandb, offline (wandb sync later)")
     p.add_argument("--out", required=True, help="output folder (written in a temporary folder beside it, renamed "
                    "into place when complete)")

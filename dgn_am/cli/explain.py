@@ -1,20 +1,20 @@
-"""`dgn-am explain` and `dgn-am dataset-views`: argument parsing and file output only.
+"""`dgn-am explain`: attribution maps of one unit for one image. Argument parsing and file output only.
 
-Both commands validate everything and compute every result before the first file is written, and each file is
+The command validates everything and compute every result before the first file is written, and each file is
 written atomically, so an error leaves the output folder as it was.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dgn_am.cli.common import add_model_args, load_target, png_scale, save_figure, save_npy, unit_stem
 from dgn_am.errors import finite_float, strict_dumps
-from dgn_am.outdir import OutputFolder, file_part
+from dgn_am.outdir import OutputFolder
 
 EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.png          the map (sequential colours for non-negative maps, blue-white-red for signed ones)
@@ -22,47 +22,7 @@ EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.npy          the method's raw output for the image (float32; shapes in docs/explain.md)
 plus input.png (the image as the model sees it), panel.png (every map, then every overlay) and explain.json."""
 
-VIEWS_HELP = """Writes into --out:
-  topk_UNIT.png               the k images that drive the unit most (conv units read as addressed: the centre
-                              position by default, @ROW,COL or @mean)
-  patches_UNIT.png            conv units: each image's strongest position of the channel (or the @ROW,COL given),
-                              the k strongest images, each cropped to that unit's receptive field
-  neighbours_LAYER.png        a row per query: the query, then its nearest neighbours in --layer's features
-  embedding_METHOD_LAYER.png  PCA / t-SNE of --layer's features, coloured by class, with thumbnails
-  embedding_METHOD_LAYER.npy  the 2-D coordinates, (N, 2) float32
-  filters.png                 the first convolution's filters (grey = 0)
-  views.json                  indices, activations, positions, boxes and distances behind every picture"""
 
-
-def _unit_stem(unit) -> str:
-    where = ""
-    if isinstance(unit.spatial, tuple):
-        where = f"_at{unit.spatial[0]}-{unit.spatial[1]}"
-    elif unit.spatial == "mean":
-        where = "_mean"
-    return f"{file_part(unit.layer.replace('.', '-'))}_u{unit.index}{where}"
-
-
-def _scale(args, size: tuple[int, int]) -> int:
-    if args.scale is not None and args.scale < 1:
-        raise ValueError(f"--scale must be >= 1, got {args.scale}")
-    return args.scale or max(1, 112 // max(size))
-
-
-def _save_figure(fig, path: Path) -> None:
-    from dgn_am.imageio import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-
-
-def _save_npy(array: np.ndarray, path: Path) -> None:
-    from dgn_am.imageio import atomic_write
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    atomic_write(path, write)
 
 
 def _one_unit(model, address: str | None):
@@ -78,12 +38,43 @@ def _one_unit(model, address: str | None):
     return units[0]
 
 
-def cmd_explain(args) -> int:
-    from dgn_am.cli import _load
-    from dgn_am.explain.maps import heatmap, overlay
+def _method_options(args, size: tuple[int, int]) -> dict:
+    """{method: keyword arguments} from --patch, --stride, --baseline and --stop-layer, for an image of `size`."""
     from dgn_am.explain.occlusion import default_window
+
+    for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
+        if value is not None and value < 1:  # 0 would silently mean "the default"
+            raise ValueError(f"{flag} must be >= 1 pixel, got {value}; leave it out for the default")
+    patch = args.patch or default_window(size)[0]
+    return {"occlusion": {"patch": patch, "stride": args.stride or max(1, patch // 2), "baseline": args.baseline},
+            "excitation-backprop": {"stop_layer": args.stop_layer},
+            "contrastive-excitation-backprop": {"stop_layer": args.stop_layer}}
+
+
+def _maps(args, model, x: torch.Tensor, unit, methods: list[str], options: dict, stem: str) -> tuple[list, ...]:
+    """Compute and render every method's map before anything is written: (raw outputs, heatmaps (3, H, W),
+    overlays (3, H, W), explain.json records), one of each per method. x: (1, C, H, W) in [0, 1]."""
+    from dgn_am.explain.maps import heatmap, overlay
+    from dgn_am.explain.registry import display_map, explain, get_explainer
+
+    size, image = tuple(x.shape[2:]), x[0].cpu()
+    attrs, heatmaps, overlays, records = [], [], [], []
+    for m in methods:
+        e = get_explainer(m)
+        attr = explain(model, x, unit, m, **options.get(m, {}))
+        m2d = display_map(m, attr, size)[0].float().cpu()
+        attrs.append(attr[0].detach().float().cpu())
+        heatmaps.append(heatmap(m2d, signed=e.signed))
+        overlays.append(overlay(image, m2d, alpha=args.alpha, signed=e.signed))
+        records.append({"method": m, "png": f"{stem}_{m}.png", "overlay": f"{stem}_{m}_overlay.png",
+                        "npy": f"{stem}_{m}.npy", "npy_shape": list(attrs[-1].shape), "map_min": float(m2d.min()),
+                        "map_max": float(m2d.max()), "options": options.get(m, {})})
+    return attrs, heatmaps, overlays, records
+
+
+def cmd_explain(args) -> int:
     from dgn_am.explain.plots import plot_panel
-    from dgn_am.explain.registry import METHODS, display_map, explain, get_explainer
+    from dgn_am.explain.registry import METHODS, get_explainer
     from dgn_am.explain.targets import unit_values
     from dgn_am.imageio import atomic_write, load_image, save_image
     from dgn_am.layers import Unit, get_layer, list_layers
@@ -94,10 +85,10 @@ def cmd_explain(args) -> int:
     if not 0 <= args.alpha <= 1:
         raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
     OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
-    model = _load(args)
+    model = load_target(args)
     x = load_image(args.image, model.input_spec).to(args.device)  # (1, C, H, W) in [0, 1]
     size = tuple(x.shape[2:])
-    scale = _scale(args, size)
+    scale = png_scale(args, size)
     if args.stop_layer not in (None, "input"):
         get_layer(model, args.stop_layer)
     with torch.no_grad():
@@ -105,25 +96,9 @@ def cmd_explain(args) -> int:
     unit = _one_unit(model, args.unit)
     if unit is None:
         unit = Unit(list_layers(model)[-1][0], int(logits.flatten(1)[0].argmax()))
-    for flag, value in (("--patch", args.patch), ("--stride", args.stride)):
-        if value is not None and value < 1:  # 0 would silently mean "the default"
-            raise ValueError(f"{flag} must be >= 1 pixel, got {value}; leave it out for the default")
-    patch = args.patch or default_window(size)[0]
-    options = {"occlusion": {"patch": patch, "stride": args.stride or max(1, patch // 2), "baseline": args.baseline},
-               "excitation-backprop": {"stop_layer": args.stop_layer},
-               "contrastive-excitation-backprop": {"stop_layer": args.stop_layer}}
-    image, stem = x[0].cpu(), _unit_stem(unit)
-    attrs, heatmaps, overlays, records = [], [], [], []
-    for m in methods:  # compute and render everything before writing anything
-        e = get_explainer(m)
-        attr = explain(model, x, unit, m, **options.get(m, {}))
-        m2d = display_map(m, attr, size)[0].float().cpu()
-        attrs.append(attr[0].detach().float().cpu())
-        heatmaps.append(heatmap(m2d, signed=e.signed))
-        overlays.append(overlay(image, m2d, alpha=args.alpha, signed=e.signed))
-        records.append({"method": m, "png": f"{stem}_{m}.png", "overlay": f"{stem}_{m}_overlay.png",
-                        "npy": f"{stem}_{m}.npy", "npy_shape": list(attrs[-1].shape), "map_min": float(m2d.min()),
-                        "map_max": float(m2d.max()), "options": options.get(m, {})})
+    options = _method_options(args, size)
+    image, stem = x[0].cpu(), unit_stem(unit)
+    attrs, heatmaps, overlays, records = _maps(args, model, x, unit, methods, options, stem)
     with torch.no_grad():
         activation = float(unit_values(model, x, [unit])[0])
     titles = [get_explainer(m).short or m for m in methods]
@@ -136,8 +111,8 @@ def cmd_explain(args) -> int:
         for m, attr, hm, over in zip(methods, attrs, heatmaps, overlays):
             save_image(hm, folder.file(f"{stem}_{m}.png"), scale=scale)
             save_image(over, folder.file(f"{stem}_{m}_overlay.png"), scale=scale)
-            _save_npy(attr.numpy(), folder.file(f"{stem}_{m}.npy"))
-        _save_figure(fig, out / "panel.png")
+            save_npy(attr.numpy(), folder.file(f"{stem}_{m}.npy"))
+        save_figure(fig, out / "panel.png")
         manifest = {"model": args.model, "weights": args.weights, "image": str(args.image), "unit": str(unit),
                     "activation": activation, "predicted_class": int(logits.flatten(1)[0].argmax()),
                     "methods": records}
@@ -149,16 +124,14 @@ def cmd_explain(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    """Add the `explain` and `dataset-views` subcommands to dgn-am's parser."""
-    from dgn_am.cli import _add_model_args
+    """Add `explain` to the dgn-am subcommands."""
     from dgn_am.explain.registry import METHODS
-    from dgn_am.explain.views_cli import add_views_command
 
     p = subparsers.add_parser(
         "explain", help="show what in an image drives a unit (saliency, guided backprop, occlusion, ...)",
         description="Attribution maps of one unit for one image. " + EXPLAIN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--image", required=True, help="image file; converted and resized to the model's input")
     p.add_argument("--unit", default=None, help="unit address: fc8:3 (class 3), conv5:12, conv5:12@3,4, "
                    "conv5:12@mean (default: the predicted class)")
@@ -179,4 +152,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=cmd_explain)
-    add_views_command(subparsers)

@@ -1,0 +1,5 @@
+import sys
+
+from dgn_am.cli import main
+
+sys.exit(main())

@@ -1,0 +1,85 @@
+"""`dgn-am code-stats` (a prior's code statistics, bounds and bank) and `dgn-am evaluate` (a target's accuracy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from dgn_am.cli.common import DATA_DIR_HELP, MAX_IMAGES, MAX_SEED, add_model_args, load_target
+from dgn_am.errors import UsageError, bounded_int, finite_float
+from dgn_am.models.spec import InputSpec
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Print {"model", "test_images", "top1"} as JSON: top-1 accuracy on the Fashion-MNIST test set."""
+    from dgn_am.data import load_fashion_mnist
+
+    model = load_target(args)
+    x, y = load_fashion_mnist("test", args.data_dir)
+    correct = 0
+    with torch.no_grad():
+        for lo in range(0, len(x), 1000):
+            correct += int((model(x[lo: lo + 1000].to(args.device)).argmax(1).cpu() == y[lo: lo + 1000]).sum())
+    print(json.dumps({"model": args.model, "test_images": len(x), "top1": correct / len(x)}))
+    return 0
+
+
+def _stats_images(args: argparse.Namespace) -> torch.Tensor:
+    """The images the statistics are taken over, (N, C, H, W) in [0, 1]: --image-folder fitted to the prior's
+    encoder input, or the Fashion-MNIST training split the prior was trained on."""
+    if args.image_folder:
+        from dgn_am.data import image_folder
+        from dgn_am.imageio import load_image
+        from dgn_am.priors import load_prior
+
+        config = load_prior(args.prior).generator.config
+        spec = InputSpec((config.size,) * 2, config.channels, (0.0,) * config.channels, (1.0,) * config.channels)
+        return torch.cat([load_image(p, spec) for p in image_folder(args.image_folder)[0]])
+    from dgn_am.data import VALIDATION_SIZE, load_fashion_mnist
+
+    return load_fashion_mnist("train", args.data_dir)[0][:-VALIDATION_SIZE]  # the training split the prior used
+
+
+def cmd_code_stats(args: argparse.Namespace) -> int:
+    """Recompute the prior's code statistics and write the prior; prints a JSON summary."""
+    from tqdm import tqdm
+
+    from dgn_am.priors import restat
+
+    if args.k <= 0:
+        raise UsageError(f"--k must be > 0, got {args.k}")
+    bounded_int(args.bank, "--bank", 0, MAX_IMAGES)
+    bounded_int(args.seed, "--seed", 0, MAX_SEED)
+    images = _stats_images(args)
+    command = "dgn-am code-stats " + " ".join(sys.argv[2:] if args.command_line is None else args.command_line)
+    with tqdm(total=len(images), desc="code statistics", unit="img", disable=args.quiet) as bar:
+        prior = restat(args.prior, images, args.out or args.prior, args.k, not args.signed, args.bank, args.seed,
+                       command, bar.update)
+    print(json.dumps({"prior": str(args.out or args.prior), "images": len(images), "k": args.k,
+                      "upper_mean": float(prior.upper.mean()), "bank": 0 if prior.bank is None else len(prior.bank)}))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add `code-stats` and `evaluate` to the dgn-am subcommands."""
+    p = sub.add_parser("code-stats", help="recompute a prior's code statistics, bounds and code bank",
+                       description="Run the prior's own encoder over a dataset; store per-unit mean and std, the "
+                                   "bounds [0, mean + k std] and a bank of real codes in the prior file.")
+    p.add_argument("--prior", required=True, help="prior file (or shipped name) to read")
+    p.add_argument("--out", default=None, help="write here (default: overwrite --prior, atomically)")
+    p.add_argument("--k", type=finite_float, default=3.0, help="upper bound = mean + k * std (default: %(default)s)")
+    p.add_argument("--signed", action="store_true", help="lower bound mean - k std instead of 0 (non-ReLU codes)")
+    p.add_argument("--bank", type=int, default=256, help="real codes to store for init 'bank' (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="which training images form the bank")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    p.add_argument("--image-folder", default=None, help="ROOT/CLASS/IMAGE files instead of Fashion-MNIST")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_code_stats, command_line=None)
+
+    p = sub.add_parser("evaluate", help="top-1 accuracy of a model on the Fashion-MNIST test set")
+    add_model_args(p)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    p.set_defaults(func=cmd_evaluate)
