@@ -98,14 +98,27 @@ def texture_objective(model: torch.nn.Module, example: torch.Tensor, layers: Seq
     return GramMatch(targets)
 
 
-def style_objective(model: torch.nn.Module, content: torch.Tensor, style: torch.Tensor, content_layer: str,
-                    style_layers: Sequence[str], content_weight: float, style_weight: float) -> Objective:
-    """-(alpha L_content + beta L_style): content and style images (1, C, H, W) in [0, 1]."""
+def style_parts(model: torch.nn.Module, content: torch.Tensor, style: torch.Tensor, content_layer: str,
+                style_layers: Sequence[str]) -> tuple[ContentMatch, GramMatch]:
+    """(-L_content, -L_style) for content and style images (1, C, H, W) in [0, 1], unweighted."""
     reading = feature_reading(model, content_layer)
     with torch.no_grad():
         target = run(model, content, [reading])[reading][0]
-    return content_weight * ContentMatch(reading, target) + style_weight * texture_objective(model, style,
-                                                                                             style_layers)
+    return ContentMatch(reading, target), texture_objective(model, style, style_layers)
+
+
+def style_objective(model: torch.nn.Module, content: torch.Tensor, style: torch.Tensor, content_layer: str,
+                    style_layers: Sequence[str], content_weight: float, style_weight: float) -> Objective:
+    """-(alpha L_content + beta L_style): content and style images (1, C, H, W) in [0, 1]."""
+    content_part, style_part = style_parts(model, content, style, content_layer, style_layers)
+    return content_weight * content_part + style_weight * style_part
+
+
+@torch.no_grad()
+def part_losses(model: torch.nn.Module, images: torch.Tensor, parts: Sequence[Objective]) -> list[list[float]]:
+    """For each (minus-loss) objective in parts, its loss on every image (B, C, H, W) in [0, 1]."""
+    acts = run(model, images, list(dict.fromkeys(k for p in parts for k in p.layers)))
+    return [(-p(acts)).tolist() for p in parts]
 
 
 def pixel_start(model: torch.nn.Module, init: torch.Tensor | None = None, noise_std: float = 0.1) -> PixelParam:

@@ -8,8 +8,8 @@ from torch import nn
 
 from dgn_am.layers import run
 from dgn_am.models.spec import InputSpec
-from dgn_am.texture import (ContentMatch, GramMatch, feature_reading, gram, layer_style_loss, pixel_start,
-                            run_texture, style_losses, style_objective, texture_objective)
+from dgn_am.texture import (ContentMatch, GramMatch, feature_reading, gram, layer_style_loss, part_losses, pixel_start,
+                            run_texture, style_losses, style_objective, style_parts, texture_objective)
 
 
 class OneByOne(nn.Module):
@@ -83,3 +83,9 @@ def test_texture_synthesis_lowers_the_loss_and_repeats_by_seed():
     end = style_losses(net, a.images, objective)
     assert all(e < s / 10 for e, s in zip(end["total"], start["total"]))
     assert end["total"] == pytest.approx(end["conv"])  # one layer, weight 1
+
+
+def test_style_parts_and_their_losses_by_hand():
+    net = OneByOne()
+    content, style = style_parts(net, Y, Y, "conv", ["conv"])
+    assert part_losses(net, X, [content, style]) == [[pytest.approx(0.5 * 55)], [pytest.approx(4225 / 256)]]

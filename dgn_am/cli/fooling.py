@@ -77,11 +77,16 @@ def _table(rows: list[dict], names) -> str:
     """The rows as a Markdown table."""
     head = ("| class | seed | target conf | fooled | judge's top class | judge agrees | judge conf |\n"
             "|---|---|---|---|---|---|---|\n")
-    def name(c):
+
+    def name(c: int) -> str:
         return f"{c} {names[c]}" if names and c < len(names) else str(c)
-    return head + "".join(f"| {name(r['class'])} | {r['seed']} | {r['target_conf']:.4f} | {'yes' if r['fooled'] else 'no'}"
-                          f" | {name(r['judge_class'])} | {'yes' if r['judge_agrees'] else 'no'} | "
-                          f"{r['judge_conf']:.4f} |\n" for r in rows)
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    return head + "".join(f"| {name(r['class'])} | {r['seed']} | {r['target_conf']:.4f} | {yes(r['fooled'])} | "
+                          f"{name(r['judge_class'])} | {yes(r['judge_agrees'])} | {r['judge_conf']:.4f} |\n"
+                          for r in rows)
 
 
 def cmd_fool(args) -> int:

@@ -112,21 +112,24 @@ def cmd_texture(args) -> int:
 
 
 def cmd_style(args) -> int:
-    from dgn_am.texture import style_objective
+    from dgn_am.texture import part_losses, style_parts
 
     _check(args)
     model = load_target(args)
     content, style = _image(args.content, model), _image(args.style, model)
-    objective = style_objective(model, content, style, args.content_layer, args.style_layers, args.content_weight,
-                                args.style_weight)
+    parts = style_parts(model, content, style, args.content_layer, args.style_layers)
+    objective = args.content_weight * parts[0] + args.style_weight * parts[1]
     param, _ = _param(args, model, content if args.init == "content" else None)
     torch.manual_seed(0)
     result, seeds = _run(args, model, objective, param)
-    record = {"settings": _settings(args), "objective_start": result.history[0].tolist()}
+    start = param.to_image(param.init(seeds, content.device, content.dtype))
+    (c0, s0), (c1, s1) = part_losses(model, start, parts), part_losses(model, result.images, parts)
+    record = {"settings": _settings(args), "content_loss_start": c0, "style_loss_start": s0, "content_loss": c1,
+              "style_loss": s1}
     _write(args, model, [("content", content), ("style", style)], result, seeds, record)
     if not args.quiet:
-        print(f"wrote {len(seeds)} images to {args.out} (loss {-float(result.history[0].mean()):.3g} at the start, "
-              f"{-float(result.activations.mean()):.3g} at the end)")
+        print(f"wrote {len(seeds)} images to {args.out} (style loss {s0[0]:.3g} -> {s1[0]:.3g}, content loss "
+              f"{c0[0]:.3g} -> {c1[0]:.3g}, seed {seeds[0]})")
     return 0
 
 

@@ -45,6 +45,7 @@ def test_style_transfer_through_the_prior(tmp_path, images):
                  "code", "--steps", "5", "--out", str(out), "--quiet"]) == 0
     record = json.loads((out / "style.json").read_text())
     assert record["settings"]["prior"] == "fmnist-fc6" and record["settings"]["content_weight"] == 1e-5
+    assert len(record["style_loss"]) == 1 and record["content_loss_start"][0] > 0  # the code only approximates it
     assert [r["path"] for r in record["images"]] == ["style_s0.png"]
     assert (out / "grid.png").is_file()
 
