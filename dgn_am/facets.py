@@ -28,7 +28,8 @@ from dgn_am.methods import Method, synthesize
 class Facets:
     """One unit's facets. images and starts (k, C, H, W) in [0, 1]: the optimized facets and the images they started
     from; activations (k,) the unit's value on each facet; clusters: for each facet, the indices into the pool of
-    its cluster's members, best first; top (n,) pool indices of the unit's top images, best first."""
+    its cluster's members, best first; top (n,) pool indices of the unit's top images, best first; top_values (n,)
+    the unit's values on them."""
 
     unit: Unit
     images: torch.Tensor
@@ -36,6 +37,7 @@ class Facets:
     activations: list[float]
     clusters: list[list[int]]
     top: list[int]
+    top_values: list[float] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
 
@@ -117,7 +119,7 @@ def unit_facets(model: torch.nn.Module, unit: Unit, pool: torch.Tensor, values: 
         images, acts = _optimize(model, unit, method, means, [seed + i for i in range(k)], prior, progress)
     settings = {"method": method.name, "k": k, "top": top, "cluster_layer": cluster_layer, "seed": seed,
                 "start": "mean code" if method.parameterization == "code" else "mean image"}
-    return Facets(unit, images, starts_shown, acts, groups, order, settings)
+    return Facets(unit, images, starts_shown, acts, groups, order, values[order].tolist(), settings)
 
 
 def own_cluster_rate(model: torch.nn.Module, facets: Facets, pool: torch.Tensor, layer: str) -> float:

@@ -42,6 +42,7 @@ def test_unit_facets_top_images_clusters_and_starts():
     assert torch.allclose(values, expected, atol=1e-6)
     f = unit_facets(net, unit, pool, values, k=2, top=8, cluster_layer="conv", method=PIXELS)
     assert f.top == expected.argsort(descending=True)[:8].tolist()
+    assert f.top_values == pytest.approx(expected[f.top].tolist())
     assert sorted(sum(f.clusters, [])) == sorted(f.top)
     assert {frozenset(i % 2 for i in g) for g in f.clusters} == {frozenset({0}), frozenset({1})}  # by side
     for g, start in zip(f.clusters, f.starts):

@@ -126,6 +126,8 @@ def cmd_facets(args) -> int:
             for path, image in zip(paths, f.images):
                 save_image(image, folder.file(path), scale=scale)
             record["units"].append({"unit": str(f.unit), "paths": paths, "activations": f.activations,
+                                    "real_top_activation": {"best": f.top_values[0],
+                                                            "mean": sum(f.top_values) / len(f.top_values)},
                                     "cluster_sizes": [len(g) for g in f.clusters],
                                     "clusters": f.clusters, "diversity": _diversity(judge, judge_layer, f, pool, base),
                                     "own_cluster": own_cluster_rate(model, f, pool, cluster_layer)})

@@ -22,6 +22,7 @@ def test_facets_writes_grid_images_and_diversity(tmp_path):
     assert sorted(sum(unit["clusters"], [])) == sorted(set(sum(unit["clusters"], [])))
     assert set(unit["diversity"]) == {"facets", "real_top", "real_cluster_best", "method_seeds"}
     assert 0 <= unit["own_cluster"] <= 1 and record["settings"]["cluster_layer"] == "fc7"
+    assert unit["real_top_activation"]["best"] >= unit["real_top_activation"]["mean"]
     # 2 rows of 2 facets x (start, facet, 2 real) + 1 blank between: 9 cells of 28 px + 2 px padding, x4
     width, height = Image.open(out / "facets.png").size
     assert height == (2 * 30 + 2) * 4 and width > (9 * 30 + 2) * 4
