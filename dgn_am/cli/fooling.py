@@ -66,7 +66,7 @@ def _real_reference(args, target, judge, classes: list[int]) -> dict | None:
     if not args.reference:
         return None
     x, y = load_fashion_mnist("test", args.data_dir)
-    picks = [int(i) for c in classes for i in (y == c).nonzero().flatten()[: args.reference]]
+    picks = [int(i) for c in dict.fromkeys(classes) for i in (y == c).nonzero().flatten()[: args.reference]]
     if not picks:
         return None
     rows = fooling_table(target, judge, x[picks], [int(y[i]) for i in picks], args.threshold)

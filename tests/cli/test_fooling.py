@@ -10,18 +10,19 @@ from dgn_am.cli import main
 def test_fool_gradient_writes_images_table_and_summary(tmp_path):
     out = tmp_path / "fool"
     assert main(["fool", "--weights", "random", "--units", "fc8:1,3", "--steps", "10", "--judge",
-                 "fmnist-caffenet-s1", "--reference", "2", "--out", str(out), "--quiet"]) == 0
+                 "fmnist-caffenet-s1", "--reference", "2", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["fc8_u1_s0_fool.png", "fc8_u3_s0_fool.png", "fooling.json", "grid.png", "table.md"]
+    assert names == ["fc8_u1_s0_fool.png", "fc8_u1_s1_fool.png", "fc8_u3_s0_fool.png", "fc8_u3_s1_fool.png",
+                     "fooling.json", "grid.png", "table.md"]
     record = json.loads((out / "fooling.json").read_text())
     rows = record["images"]
-    assert [r["class"] for r in rows] == [1, 3] and all(r["fooled"] == (r["target_conf"] >= 0.996) for r in rows)
-    assert record["summary"]["n"] == 2
-    assert record["summary"]["judge_agrees"] == sum(r["judge_agrees"] for r in rows) / 2
+    assert [r["class"] for r in rows] == [1, 1, 3, 3] and [r["seed"] for r in rows] == [0, 1, 0, 1] and all(r["fooled"] == (r["target_conf"] >= 0.996) for r in rows)
+    assert record["summary"]["n"] == 4
+    assert record["summary"]["judge_agrees"] == sum(r["judge_agrees"] for r in rows) / 4
     assert record["real_reference"]["n"] == 4  # 2 real test images of each of the 2 classes
     assert record["settings"]["search"] == "gradient" and record["settings"]["judge"] == "fmnist-caffenet-s1"
     table = (out / "table.md").read_text().splitlines()
-    assert len(table) == 4 and table[2].startswith("| 1 Trouser | 0 |")
+    assert len(table) == 6 and table[3].startswith("| 1 Trouser | 1 |")
 
 
 def test_fool_evolution_cppn(tmp_path):
