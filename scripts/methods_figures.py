@@ -2,8 +2,8 @@
 
     python scripts/methods_figures.py [--runs out/methods] [--out docs/img/methods]
 
-Each figure stacks runs as labelled rows (the inputs first, then one column per seed); it reads only the PNGs and
-JSON the commands wrote, and computes nothing.
+Each figure stacks runs as labelled rows (the inputs first, then one column per seed); the facets figures are the
+commands' facets.png at half size. It reads only the PNGs and JSON the commands wrote, and computes nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from dgn_am.imageio import load_image, make_grid, read_image, save_labelled_grid
 from dgn_am.models.fmnist import FASHION_MNIST_INPUT
@@ -27,6 +28,7 @@ FIGURES = {  # figure name -> [(row label, run folder, input files shown first)]
                                                            "docs/img/methods/fmnist-test-4.png"])
               for kind, suffix in (("pixels", ""), ("prior", "-code")) for w in ("1e-4", "1e-5", "1e-6")],
 }
+FACETS = ("dgn-am-class", "nguyen-handcrafted")  # facets-METHOD runs, copied at half size in grey
 FOOLING = {"gradient, direct": "fool-gradient", "CMA-ES, direct": "fool-evolution-direct",
            "CMA-ES, CPPN": "fool-evolution-cppn"}
 
@@ -61,6 +63,10 @@ def main() -> None:
             cells += [read_image(runs / run / r["path"]) for r in record["images"] if r["seed"] == seed]
             labels.append(f"{label}, seed {seed}")
     save_labelled_grid(make_grid(torch.stack(cells), rows=len(labels)), labels, out / "fooling.png", rows=len(labels))
+    for method in FACETS:
+        im = Image.open(runs / f"facets-{method}" / "facets.png")
+        im = im.convert("L").resize((im.width // 2, im.height // 2), Image.NEAREST)
+        im.save(out / f"facets-{method}.png", optimize=True)
 
 
 if __name__ == "__main__":

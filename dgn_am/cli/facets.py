@@ -116,7 +116,8 @@ def cmd_facets(args) -> int:
         done, baselines = _facets_of(args, model, units, method, prior, pool, cluster_layer, bar)
     scale = max(1, 112 // max(model.input_spec.size))
     record = {"settings": {"model": args.model, "weights": args.weights, "method": method.settings(),
-                           "prior": args.prior if prior is not None else None, "k": args.k, "top": args.top,
+                           "prior": args.prior if prior is not None else None,
+                           "start": done[0].settings["start"] if done else None, "k": args.k, "top": args.top,
                            "pool": f"the first {args.pool} training-split images", "cluster_layer":
                            cluster_layer, "judge": f"{args.judge}@{judge_layer}", "seed": args.seed,
                            "device": args.device}, "units": []}
