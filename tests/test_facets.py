@@ -52,6 +52,8 @@ def test_unit_facets_top_images_clusters_and_starts():
         start_values = net(f.starts)[:, 0]
     assert all(a > float(s) for a, s in zip(f.activations, start_values))  # the facets raise the unit
     assert own_cluster_rate(net, f, pool, "conv") == 1.0
+    again = unit_facets(net, unit, pool, values, k=2, top=8, cluster_layer="conv", method=PIXELS)
+    assert torch.equal(again.images, f.images) and again.clusters == f.clusters
 
 
 def test_own_cluster_rate_counts_swapped_facets():
