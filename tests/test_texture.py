@@ -34,7 +34,7 @@ Y = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])  # features [0, 1, 0, 0] and [0, 
 
 def test_gram_and_style_loss_by_hand():
     net = OneByOne()
-    a = run(net, X, ["conv"])["conv"]
+    a = run(net, X, ["conv"])["conv"].detach()
     assert torch.equal(gram(a)[0], torch.tensor([[14.0, 28.0], [28.0, 56.0]]))
     # E = sum (G - A)^2 / (4 N^2 M^2), N = 2 channels, M = 4 positions: 4 N^2 M^2 = 256
     assert float(layer_style_loss(a, torch.zeros(2, 2))) == pytest.approx(4900 / 256)
