@@ -9,6 +9,9 @@ One module per command group, all sharing `common`; none imports another:
     explain        dgn-am explain
     dataset_views  dgn-am dataset-views
     benchmark      dgn-am benchmark
+    texture        dgn-am texture, dgn-am style
+    fooling        dgn-am fool
+    facets         dgn-am facets
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import benchmark, dataset_views, explain, listing, stats, synthesize, train
+from dgn_am.cli import benchmark, dataset_views, explain, facets, fooling, listing, stats, synthesize, texture, train
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -26,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "input exit with status 2, unexpected errors with 1; add --debug anywhere on the command "
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark):
+    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, texture, fooling, facets):
         group.add_commands(sub)
     return parser
 
