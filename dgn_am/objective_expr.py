@@ -76,6 +76,7 @@ class _Parser:
         self.text, self.pos = text, 0
 
     def fail(self, expected: str) -> ValueError:
+        self.skip()
         found = self.text[self.pos:].strip()
         found = f"'{found[:20]}'" if found else "the end"
         marked = f"{self.text[:self.pos]}>>HERE>>{self.text[self.pos:]}"
