@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import torch
-from torchmetrics.functional import structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from dgn_am.evaluation.metrics import judge
 from dgn_am.inversion import invert
