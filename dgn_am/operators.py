@@ -115,7 +115,7 @@ class Share:
     share a seed), so those items follow one shared path and differ only where their objectives pull apart.
     Items with a start of their own are left as they are. Needs the engine's ctx.start."""
 
-    weight: float = 0.5  # fraction of the distance to the shared mean removed after every step, in [0, 1]
+    weight: float = 0.02  # fraction of the distance to the shared mean removed after every step, in [0, 1]
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight <= 1:

@@ -288,7 +288,7 @@ def add_commands(sub) -> None:
                    help="a row of --frames images per seed moving from objective A to objective B; every frame "
                         "of a row starts from the seed's start and shares its path (--share)")
     p.add_argument("--frames", type=int, default=8, help="frames of --interpolate (default: %(default)s)")
-    p.add_argument("--share", type=finite_float, default=0.5,
+    p.add_argument("--share", type=finite_float, default=0.02,
                    help="--interpolate: after each step, move each frame this fraction of the way to the mean of "
                         "its row (Olah's shared parameterization; 0: frames only share their start; default: "
                         "%(default)s)")

@@ -43,7 +43,7 @@ def test_interpolate_writes_a_row_of_frames_per_seed(tmp_path):
     manifest = rows(out)
     assert [r["path"] for r in manifest][:2] == ["frame00_s0_simonyan-custom.png", "frame00_s1_simonyan-custom.png"]
     assert [r["unit"].rsplit("t=", 1)[1] for r in manifest] == ["0", "0", "0.5", "0.5", "1", "1"]
-    assert manifest[0]["settings"]["method"]["operators"][-1] == {"type": "Share", "weight": 0.5}
+    assert manifest[0]["settings"]["method"]["operators"][-1] == {"type": "Share", "weight": 0.02}
     w, h = Image.open(out / "grid.png").size
     assert w > h  # 2 rows (seeds) of 3 frames
 
