@@ -49,7 +49,11 @@ def cmd_dream(args) -> int:
 
         prior = load_prior(args.prior, device=args.device)
     images = torch.cat([load_image(p, model.input_spec) for p in args.image]).to(args.device)
-    result = dream(model, images, objective, config, prior=prior, seed=args.seed)
+    from tqdm import tqdm
+
+    with tqdm(total=config.steps * config.octaves, desc=f"dream {objective}", unit="step", disable=args.quiet) as bar:
+        result = dream(model, images, objective, config, prior=prior, seed=args.seed,
+                       progress=lambda i, n, s: bar.update(1))
     scale = max(1, 112 // max(model.input_spec.size))
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
         for i, stem in enumerate(stems):
@@ -95,5 +99,5 @@ def add_commands(sub) -> None:
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for --parameterization prior")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--quiet", action="store_true", help="no summary line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     p.set_defaults(func=cmd_dream)

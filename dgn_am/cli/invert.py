@@ -34,10 +34,24 @@ def _load(args, model) -> tuple[torch.Tensor, list[str]]:
     return torch.cat([load_image(p, model.input_spec) for p in args.image]).to(args.device), stems
 
 
+def _run(args, model, images: torch.Tensor, modes: list[str], prior) -> dict:
+    """{mode: Inversion}, with one progress bar over every optimization step."""
+    from tqdm import tqdm
+
+    from dgn_am.inversion import INVERSION_METHODS, invert
+
+    optimized = [m for m in modes if m in INVERSION_METHODS]  # the encoder mode takes no steps
+    steps = args.steps or sum(INVERSION_METHODS[m].steps for m in optimized)
+    with tqdm(total=steps if not args.steps else steps * len(optimized), desc=f"invert {args.layer}", unit="step",
+              disable=args.quiet) as bar:
+        return {m: invert(model, images, args.layer, m, prior, steps=args.steps, seed=args.seed,
+                          progress=lambda i, n, s: bar.update(1)) for m in modes}
+
+
 def cmd_invert(args) -> int:
     from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
     from dgn_am.evaluation.inversion import ssim
-    from dgn_am.inversion import MODES, invert
+    from dgn_am.inversion import MODES
     from dgn_am.layers import Unit, check_units
     from dgn_am.priors import load_prior
 
@@ -52,7 +66,7 @@ def cmd_invert(args) -> int:
     prior = load_prior(args.prior, device=args.device)
     modes = _modes(args, prior)
     images, stems = _load(args, model)
-    runs = {m: invert(model, images, args.layer, m, prior, steps=args.steps, seed=args.seed) for m in modes}
+    runs = _run(args, model, images, modes, prior)
     with torch.no_grad():
         classes = {m: model(r.images).flatten(1).argmax(1).tolist() for m, r in runs.items()}
         original = model(images).flatten(1).argmax(1).tolist()
@@ -101,5 +115,5 @@ def add_commands(sub) -> None:
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--quiet", action="store_true", help="no summary line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     p.set_defaults(func=cmd_invert)
