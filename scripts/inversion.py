@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dgn_am.data import load_fashion_mnist
-from dgn_am.evaluation.inversion import evaluate_inversion, table
+from dgn_am.evaluation.inversion import evaluate_inversion, starts, table
 from dgn_am.imageio import atomic_write, make_grid, save_labelled_grid
 from dgn_am.models.loading import load_model
 from dgn_am.priors import load_prior
@@ -37,10 +37,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--show", type=int, default=8, help="images in grid.png")
     p.add_argument("--out", default="docs/inversion")
+    p.add_argument("--starts-only", action="store_true",
+                   help="only score the two starts (mean image, prior's mean code) and write starts.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     images, labels = load_fashion_mnist("test")
     images, labels = images[args.offset: args.offset + args.images], labels[args.offset: args.offset + args.images]
+    if args.starts_only:
+        found = starts(load_model(args.model), load_model(args.judge), load_prior(args.prior), images, labels)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(args.out) / "starts.json", lambda tmp: Path(tmp).write_text(json.dumps(found, indent=1)))
+        print(json.dumps(found, indent=1))
+        return found
     report, recon = evaluate_inversion(load_model(args.model), load_model(args.judge), load_prior(args.prior),
                                        images, labels, args.layers, args.modes, steps=args.steps,
                                        progress=lambda line: print(line, file=sys.stderr))

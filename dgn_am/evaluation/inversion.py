@@ -38,6 +38,20 @@ def _judged(judge_model, images, labels):
     return judge(judge_model, images, labels)
 
 
+@torch.no_grad()
+def starts(model: torch.nn.Module, judge_model: torch.nn.Module, prior: Any, images: torch.Tensor,
+           labels: torch.Tensor) -> dict:
+    """The scores of the two optimized modes' starts, the floor an inversion must beat: the data set's mean image
+    (where "pixels" starts) and the image of the prior's mean code (where "prior" starts), for every image."""
+    from dgn_am.parameterizations import mean_image
+
+    n = len(images)
+    mean = mean_image(model.input_spec).unsqueeze(0).expand(n, -1, -1, -1).to(images)
+    code = prior.image(prior.mean.unsqueeze(0), model.input_spec).expand(n, -1, -1, -1).to(images)
+    return {"mean_image": scores(mean, images, labels, judge_model),
+            "prior_mean_code": scores(code, images, labels, judge_model)}
+
+
 def evaluate_inversion(model: torch.nn.Module, judge_model: torch.nn.Module, prior: Any, images: torch.Tensor,
                        labels: torch.Tensor, layers: Sequence[str], modes: Sequence[str], steps: int | None = None,
                        batch: int = 200, progress: Callable[[str], None] | None = None
@@ -47,6 +61,8 @@ def evaluate_inversion(model: torch.nn.Module, judge_model: torch.nn.Module, pri
     enc = prior.provenance.get("encoder", {}) if prior is not None else {}
     with torch.no_grad():
         report: dict = {"originals": {"judge_top1": _judged(judge_model, images, labels)["top1"]}, "runs": []}
+    if prior is not None:
+        report["starts"] = starts(model, judge_model, prior, images, labels)
     recon: dict[str, torch.Tensor] = {}
     for layer in layers:
         for mode in modes:
@@ -76,4 +92,7 @@ def table(report: dict) -> str:
         lines.append(f"| {r['layer']} | {r['mode']} | {r['mse']:.4f} | {r['ssim']:.3f} | {r['judge_top1']:.3f} | "
                      f"{r['feature_loss']:.3f} | {r['steps']} | {r['seconds']} |")
     lines.append(f"| (originals) | | 0 | 1 | {report['originals']['judge_top1']:.3f} | 0 | | |")
+    for name, r in report.get("starts", {}).items():
+        lines.append(f"| (start: {name.replace('_', ' ')}) | | {r['mse']:.4f} | {r['ssim']:.3f} | "
+                     f"{r['judge_top1']:.3f} | | | |")
     return "\n".join(lines)
