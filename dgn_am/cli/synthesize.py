@@ -3,6 +3,7 @@ grid.png and manifest.jsonl. Argument parsing and file output only; the work hap
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -44,8 +45,6 @@ def _base_method(args):
 def _compose(method, args, model):
     """Apply the composition flags. The base method is first rescaled to the model's input size, so the flags'
     pixel values are in the model's own pixels; a --penalty/--operator/--transform list replaces that kind."""
-    import dataclasses
-
 
     changes: dict = {}
     for kind, field in FIELD.items():
@@ -147,6 +146,9 @@ def _prepare(args) -> tuple:
     method = _base_method(args)
     model = load_target(args)
     method = _compose(method, args, model)
+    if method.objective and not args.objective and not _relative(method.objective):
+        # a --config whose objective replaces the units: run it as the one target, as --objective would
+        args.objective, method = method.objective, dataclasses.replace(method, objective="")
     units = _targets(args, model)
     bounded_int(len(units) * args.seeds, "the number of images (units x --seeds)", 1, MAX_IMAGES)
     _check_targets(model, units, method.objective)

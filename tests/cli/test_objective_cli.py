@@ -61,3 +61,14 @@ def test_bad_objectives_exit_2_before_writing(tmp_path, capsys, extra, message):
     assert main(BASE + extra + ["--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_config_objective_runs_as_the_one_target(tmp_path):
+    config = tmp_path / "mine.json"
+    config.write_text(json.dumps({"name": "mine", "steps": 3, "objective": "fc8:3 - fc8:1",
+                                  "step_rule": {"kind": "sgd", "lr": 100}}))
+    out = tmp_path / "out"
+    assert main(["synthesize", "--weights", "random", "--config", str(config), "--seeds", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    (row,) = rows(out)
+    assert row["path"] == "objective_s0_mine.png" and row["settings"]["objective"] == {"expression": "fc8:3 - fc8:1"}
