@@ -109,6 +109,28 @@ class Anchor:
 
 
 @dataclass(frozen=True)
+class Share:
+    """Olah et al.'s shared parameterization, as an operator: after every step, move each item's p `weight` of the
+    way to the mean p of the items that started from the same point (the frames of one interpolation row, which
+    share a seed), so those items follow one shared path and differ only where their objectives pull apart.
+    Items with a start of their own are left as they are. Needs the engine's ctx.start."""
+
+    weight: float = 0.02  # fraction of the distance to the shared mean removed after every step, in [0, 1]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1:
+            raise ValueError(f"Share weight is a fraction in [0, 1], got {self.weight}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        if ctx.start is None:
+            raise ValueError("Share needs the start point: run it through dgn_am.engine.maximize")
+        start = ctx.start.flatten(1)  # (B, D)
+        same = (start[:, None, :] == start[None, :, :]).all(-1).to(p.dtype)  # (B, B): same start
+        mean = (same @ p.flatten(1)) / same.sum(1, keepdim=True)  # (B, D)
+        p.add_(mean.view_as(p) - p, alpha=self.weight)
+
+
+@dataclass(frozen=True)
 class StopAt:
     """Stop each item once it is about as strong as the prior's real images: after every step, an item whose
     objective has reached `fraction` times the highest objective any image of the prior's code bank reaches for

@@ -12,6 +12,8 @@ One module per command group, all sharing `common`; none imports another:
     texture        dgn-am texture, dgn-am style
     fooling        dgn-am fool
     facets         dgn-am facets
+    invert         dgn-am invert (feature inversion)
+    dream          dgn-am dream (DeepDream)
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import benchmark, dataset_views, explain, facets, fooling, listing, stats, synthesize, texture, train
+from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, invert, listing, stats, synthesize,
+                        texture, train)
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -29,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "input exit with status 2, unexpected errors with 1; add --debug anywhere on the command "
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, texture, fooling, facets):
+    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, invert, dream, texture, fooling,
+                  facets):
         group.add_commands(sub)
     return parser
 

@@ -66,6 +66,10 @@ def _code(method: "Method", model: torch.nn.Module, items: Items, prior: Any) ->
                          "(shipped: fmnist-fc6) or prior=dgn_am.load_prior(...)")
     opts = dict(method.options)
     init = opts.get("init_codes", method.init)
+    if init == "bank-unit" and not all(isinstance(u, Unit) for u, _ in items):
+        raise ValueError(f"method {method.name} starts from bank images its unit wins (init 'bank-unit'); an "
+                         "objective expression has no one unit: use a method with init 'bank' or 'stats' "
+                         "(e.g. --method dgn-am-anchor or dgn-am-stats)")
     starts = unit_bank_starts(model, items, prior) if init == "bank-unit" else None
     return CodeParam(prior, model.input_spec, init=init, init_std=method.init_std, clip=opts.get("clip", True),
                      clamp=opts.get("clamp", True), starts=starts)
