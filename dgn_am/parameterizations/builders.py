@@ -41,7 +41,7 @@ def _pixels(method: "Method", model: torch.nn.Module, items: Items, prior: Any) 
     if method.init == "mean-image" and "init_image" not in opts:
         return PixelParam(shape, centre=mean_image(spec, opts.get("mean_image")), init="randn",
                           init_std=method.init_std, box=opts.get("box", True))
-    return PixelParam(shape, centre=spec.mean, init=opts.get("init_image", method.init),
+    return PixelParam(shape, centre=spec.unit_mean(), init=opts.get("init_image", method.init),
                       init_std=method.init_std, box=opts.get("box", True))
 
 

@@ -85,4 +85,4 @@ def mean_image(spec, source: str | Path | torch.Tensor | None = None) -> torch.T
     known = dataset_mean_image(spec)
     if known is not None:
         return known
-    return torch.tensor(spec.mean, dtype=torch.float32).view(-1, 1, 1).expand(shape).clone()
+    return torch.tensor(spec.unit_mean(), dtype=torch.float32).view(-1, 1, 1).expand(shape).clone()
