@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in train.TRAINING_COMMANDS:
             return train.run_training(argv[0], argv[1:])
         args = build_parser().parse_args(argv)
+        args.argv = argv  # the command line as given, for the provenance a command records
         return args.func(args)
     except SystemExit as e:  # --help, or a parser of the training side that exits by itself
         return e.code if isinstance(e.code, int) else (0 if e.code is None else _print_exit(e.code, prog))

@@ -80,7 +80,7 @@ def _import_generator(args: argparse.Namespace, out: Path, command: str) -> dict
     provenance = {
         "source": "Caffe (dgn-am import-caffe)", "command": command,
         "generator_caffemodel": _source(Path(args.generator)), "bounds_file": _source(Path(args.bounds)),
-        "preset": "deepsim-fc6" if config == PRESETS["deepsim-fc6"] else None,
+        "preset": "deepsim-fc6" if config == PRESETS["deepsim-fc6"] else "none (layer widths read from the file)",
         "output_convention": GENERATOR_OUTPUT,
         "bounds": "upper from the act_range file (the reference's mean + 3 std per unit), lower 0",
         # the act_range file gives the upper bounds only: these two are stand-ins, not measured statistics
@@ -125,7 +125,7 @@ def _import_classifier(args: argparse.Namespace, out: Path, command: str) -> dic
 
 def cmd_import_caffe(args: argparse.Namespace) -> int:
     out = _check(args)
-    command = "dgn-am import-caffe " + " ".join(sys.argv[2:] if args.command_line is None else args.command_line)
+    command = "dgn-am " + " ".join(getattr(args, "argv", sys.argv[1:]))
     if args.generator is not None:
         summary = _import_generator(args, out, command)
     else:
@@ -156,4 +156,4 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="the .safetensors file to write (atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--quiet", action="store_true", help="no summary line")
-    p.set_defaults(func=cmd_import_caffe, command_line=None)
+    p.set_defaults(func=cmd_import_caffe)
