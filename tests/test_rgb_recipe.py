@@ -4,6 +4,7 @@ trained on a generated ImageFolder of coloured shapes, then preferred inputs of 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ def test_shapes_folder_is_rgb_and_repeatable(tmp_path):
 def recipe(tmp_path_factory):
     """Run the recipe's first two commands in a fresh folder (the config's relative paths land there)."""
     root = tmp_path_factory.mktemp("recipe")
+    environ = dict(os.environ)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         torch.manual_seed(0)
@@ -46,8 +48,13 @@ def recipe(tmp_path_factory):
                      "--out", f"{RUN}/target.safetensors"]) == 0
         assert main(["train-prior", "--config", CONFIG, *QUICK, "--trainer.max_steps", "4",
                      "--trainer.devices", "1", "--out", f"{RUN}/prior.safetensors"]) == 0
-    if torch.distributed.is_initialized():  # the recipe's DDP strategy, run here as one process, leaves its group
+    # the recipe's DDP strategy, run here as one process, leaves its process group and its variables (LOCAL_RANK,
+    # MASTER_PORT, ...) behind; later Lightning runs in this process must not see them
+    if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)
     return root
 
 
@@ -81,7 +88,6 @@ def test_preferred_inputs_of_its_classes(recipe, monkeypatch):
 def test_the_recipe_under_ddp_with_two_processes(recipe, tmp_path):
     """`dgn-am train-prior` with the recipe's DDP strategy on 2 CPU processes, as a user runs it (Lightning
     relaunches the command once per device): both ranks train, rank 0 writes the prior."""
-    import os
     import shutil
     import subprocess
     import sys
@@ -89,11 +95,15 @@ def test_the_recipe_under_ddp_with_two_processes(recipe, tmp_path):
     shutil.copytree(recipe / "shapes", tmp_path / "shapes")
     (tmp_path / RUN).mkdir(parents=True)
     shutil.copy(recipe / RUN / "target.safetensors", tmp_path / RUN / "target.safetensors")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(CONFIG).parents[2])}
+    # never with a launched rank's variables: with LOCAL_RANK set, Lightning takes the command for an already
+    # launched rank and waits for the other one for ever
+    launched = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if k not in launched and not k.startswith("PL_")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(Path(CONFIG).parents[2]))
     done = subprocess.run([sys.executable, "-m", "dgn_am", "train-prior", "--config", CONFIG, *QUICK,
                            "--trainer.max_steps", "4", "--trainer.devices", "2",
                            "--out", f"{RUN}/prior.safetensors"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     prior = load_prior(tmp_path / RUN / "prior.safetensors")
     assert prior.provenance["steps"] > 0 and "--trainer.devices 2" in prior.provenance["command"]
