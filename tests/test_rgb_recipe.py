@@ -106,5 +106,5 @@ def test_the_recipe_under_ddp_with_two_processes(recipe, tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     prior = load_prior(tmp_path / RUN / "prior.safetensors")
-    assert prior.provenance["steps"] > 0 and "--trainer.devices 2" in prior.provenance["command"]
+    assert int(prior.provenance["steps"]) > 0 and "--trainer.devices 2" in prior.provenance["command"]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in done.stderr  # two processes trained, with validation (a collective)
