@@ -157,3 +157,18 @@ def test_caffe_input_convention():
                                rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="smaller than the 227x227"):
         caffe_input_spec(torch.zeros(3, 200, 200))
+
+
+def test_an_image_file_reaches_caffenet_as_caffe_prepared_it(tmp_path):
+    """Resized to 256x256 (Caffe's data layer) and cropped to 227 at offset 14."""
+    from PIL import Image
+
+    from dgn_am.imageio import load_image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8), "RGB").save(tmp_path / "x.png")
+    x = load_image(tmp_path / "x.png", caffe_input_spec())
+    with Image.open(tmp_path / "x.png") as im:
+        want = np.asarray(im.resize((256, 256), Image.BILINEAR), dtype=np.float32)[14:241, 14:241] / 255
+    assert x.shape == (1, 3, 227, 227)
+    np.testing.assert_array_equal(x[0].permute(1, 2, 0).numpy(), want)
