@@ -5,7 +5,8 @@ Order in Yosinski's toolbox, which a method reproduces by listing them in this o
     p += lr * grad;  Decay;  GaussianBlur (every k steps);  NormClip;  ContributionClip.
 
 Except Decay, they act on image-shaped p (B, C, H, W): for PixelParam that is the mean-subtracted image
-x - centre, the space r_theta is defined in, so "zeroing" a pixel sets it to the centre (the mean colour).
+x - centre, the space r_theta is defined in, so "zeroing" a pixel sets it to the centre (the mean colour); for
+RGB models its decorrelated colour components (PixelParam's `decorrelate`).
 Spatial settings are in pixels of the image at hand; `rescaled(factor)` gives the operator for an image whose side
 is `factor` times larger (used by Method.reference_size).
 """

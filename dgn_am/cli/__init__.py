@@ -14,6 +14,7 @@ One module per command group, all sharing `common`; none imports another:
     facets         dgn-am facets
     invert         dgn-am invert (feature inversion)
     dream          dgn-am dream (DeepDream)
+    import_caffe   dgn-am import-caffe
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, invert, listing, stats, synthesize,
-                        texture, train)
+from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing, stats,
+                        synthesize, texture, train)
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, invert, dream, texture, fooling,
-                  facets):
+                  facets, import_caffe):
         group.add_commands(sub)
     return parser
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in train.TRAINING_COMMANDS:
             return train.run_training(argv[0], argv[1:])
         args = build_parser().parse_args(argv)
+        args.argv = argv  # the command line as given, for the provenance a command records
         return args.func(args)
     except SystemExit as e:  # --help, or a parser of the training side that exits by itself
         return e.code if isinstance(e.code, int) else (0 if e.code is None else _print_exit(e.code, prog))
