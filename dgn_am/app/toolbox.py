@@ -86,10 +86,13 @@ class Toolbox:
         return out
 
     def default_layer(self) -> str:
-        """The deepest layer with spatial positions, read after its ReLU when it has one."""
+        """The deepest layer with spatial positions that ends in a ReLU, read after it (conv5+relu, the view the
+        original toolbox opened on); else the deepest spatial layer, else the last one."""
         spatial = [n for n, s in self.shapes.items() if len(s) == 3]
-        name = spatial[-1] if spatial else list(self.shapes)[-1]
-        return name + POST_RELU if name in self.readings else name
+        relu = [n for n in spatial if n in self.readings]
+        if relu:
+            return relu[-1] + POST_RELU
+        return spatial[-1] if spatial else list(self.shapes)[-1]
 
     # ---- inputs ----
 

@@ -50,7 +50,9 @@ def decode_image(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_
             im.load()
     except UploadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # Pillow's own limit, met first
+        raise UploadError(f"the image declares too many pixels ({e}); send a smaller image", 413) from None
+    except UnidentifiedImageError as e:
         raise UploadError(f"the upload is not a supported image ({e.__class__.__name__}); send a PNG, JPEG, GIF, "
                           "BMP or WebP file", 415) from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated or corrupt data inside a valid header
