@@ -170,7 +170,14 @@ class Toolbox:
         maps = []
         for m in methods:
             e = get_explainer(m)
-            m2d = display_map(m, explain(self.model, x, unit, m), tuple(x.shape[2:]))[0].float()
+            target = unit
+            if m.endswith("excitation-backprop"):  # it starts from the unit's one-hot signal, which its final ReLU
+                target = Unit(split_reading(unit.layer)[0], unit.index, unit.spatial)  # passes unchanged
+            try:
+                m2d = display_map(m, explain(self.model, x, target, m), tuple(x.shape[2:]))[0].float()
+            except ValueError as err:  # a method that cannot explain this unit: say so, show the others
+                maps.append({"method": m, "title": e.short or e.name, "error": str(err)})
+                continue
             maps.append({"method": m, "title": e.short or e.name, "heatmap": png_url(heatmap(m2d, signed=e.signed)),
                          "overlay": png_url(overlay(x[0], m2d, signed=e.signed))})
         return {"unit": str(unit), "maps": maps}

@@ -111,6 +111,12 @@ def test_explain_takes_a_channel_where_it_is_strongest(client, toolbox):
     assert out["unit"] == f"conv5:3@{row},{col}"
     assert [m["method"] for m in out["maps"]] == ["saliency", "guided-backprop", "deconvnet", "excitation-backprop"]
     assert saliency(toolbox.model, x, out["unit"]).abs().sum() > 0  # the map it draws is not blank
+    post = client.get("/api/explain", params={"input_id": "test:2", "unit": "conv5+relu:3"}).json()
+    with torch.no_grad():
+        chan = run(toolbox.model, x, ["conv5+relu"])["conv5+relu"][0, 3]
+    row, col = divmod(int(chan.flatten().argmax()), chan.shape[1])
+    assert post["unit"] == f"conv5+relu:3@{row},{col}"
+    assert len(post["maps"]) == 4 and not any("error" in m for m in post["maps"])
     fc = client.get("/api/explain", params={"input_id": "test:2", "unit": "fc8:1", "methods": "deconvnet"}).json()
     assert fc["unit"] == "fc8:1" and len(fc["maps"]) == 1
     assert client.get("/api/explain", params={"input_id": "test:2", "unit": "fc8:1",

@@ -203,7 +203,10 @@ async function explainUnit() {
   try { r = await api(`/api/explain?${q}`); } catch (e) { say(e.message); return; }
   const box = $("explain");
   box.innerHTML = "";
-  for (const m of r.maps) box.appendChild(figure(m.overlay, m.title));
+  for (const m of r.maps) {
+    if (m.error) { const f = figure("", `${m.title}: n/a`); f.title = m.error; box.appendChild(f); continue; }
+    box.appendChild(figure(m.overlay, m.title));
+  }
 }
 
 // ---- start ----
