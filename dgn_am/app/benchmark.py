@@ -41,8 +41,8 @@ def parse_markdown(text: str) -> list[dict]:
 
 
 def read_benchmark(folder: Path) -> dict:
-    """{"folder", "blocks" (table.md), "settings" (results.json's), "figures" (PNG names)}. ValueError when the
-    folder holds no table.md."""
+    """{"folder", "blocks" (table.md), "settings" (results.json's), "figures" (PNG names, the image grids per method
+    first)}. ValueError when the folder holds no table.md."""
     folder = Path(folder)
     table = folder / "table.md"
     if not table.is_file():
@@ -57,7 +57,8 @@ def read_benchmark(folder: Path) -> dict:
     keep = ("model", "units", "methods", "seeds", "steps", "evaluators", "prior", "command", "commit")
     return {"folder": str(folder), "blocks": parse_markdown(table.read_text()),
             "settings": {k: settings[k] for k in keep if k in settings},
-            "figures": sorted(p.name for p in folder.glob("*.png") if p.is_file())}
+            "figures": sorted((p.name for p in folder.glob("*.png") if p.is_file()),
+                              key=lambda n: (not n.startswith(("images", "exemplars")), n))}  # image grids first
 
 
 def figure_path(folder: Path, name: str) -> Path:

@@ -87,7 +87,7 @@ def _page_routes(app: FastAPI) -> None:
                 "layers": tb.layers(), "default_layer": tb.default_layer(), "classes": tb.class_names,
                 "test_count": len(tb.images), "methods": sorted(METHODS), "method": tb.config.method,
                 "explain_methods": list(EXPLAIN_METHODS), "seeds": tb.config.cache.seeds,
-                "benchmark": tb.config.benchmark is not None}
+                "benchmark": tb.config.benchmark is not None, "output_layer": list(tb.shapes)[-1]}
 
 
 def _live_routes(app: FastAPI) -> None:

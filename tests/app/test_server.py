@@ -36,7 +36,7 @@ def test_pages_and_info(client, toolbox):
     assert names[:3] == ["conv1", "conv1+relu", "pool1"] and "fc8" in names and "fc8+relu" not in names
     assert "drop6" not in names and "flatten" not in names
     assert info["default_layer"] == "conv5+relu" and info["test_count"] == 60 and info["seeds"] == SEEDS
-    assert info["classes"][9] == "Ankle boot" and "dgn-am-class" in info["methods"]
+    assert info["classes"][9] == "Ankle boot" and "dgn-am-class" in info["methods"] and info["output_layer"] == "fc8"
 
 
 @pytest.mark.parametrize("layer", ["conv5+relu", "conv2", "fc6", "fc8"])

@@ -1,7 +1,7 @@
 // The toolbox page: plain JS over the JSON API (dgn_am/app/server.py).
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { info: null, inputId: null, analysis: null, unit: null, webcam: null, frameTimes: [] };
+const state = { info: null, inputId: null, analysis: null, unit: null, webcam: null, frameTimes: [], serverTimes: [] };
 window.toolbox = state;  // read by the browser test
 
 async function api(url, options) {
@@ -38,6 +38,7 @@ async function analyze(form) {
   if (state.unit && $("live-explain").checked) await explainUnit();
   const ms = performance.now() - started;
   state.frameTimes.push(ms);
+  state.serverTimes.push(a.ms);
   $("timing").textContent = `update: ${ms.toFixed(0)} ms (activations ${a.ms.toFixed(0)} ms on the server)`;
 }
 
@@ -133,7 +134,7 @@ function drawGrid(a) {
     grid.dataset.layer = a.layer;
     for (let i = 0; i < c; i++) {
       const el = document.createElement(spatial ? "canvas" : "div");
-      if (spatial) { el.width = a.shape[2]; el.height = a.shape[1]; }
+      if (spatial) { el.width = a.shape[2]; el.height = a.shape[1]; } else if (c <= 64) el.textContent = i;
       el.className = "unit";
       el.dataset.index = i;
       el.addEventListener("click", () => selectUnit(`${a.layer}:${i}`));
@@ -144,8 +145,13 @@ function drawGrid(a) {
     const el = grid.children[i];
     el.classList.toggle("top", best.has(i));
     el.classList.toggle("selected", state.unit === `${a.layer}:${i}`);
-    el.title = `${a.layer}:${i}  max ${a.scores[i].toFixed(2)}`;
-    if (!spatial) { const [r, g, b] = shade(a.values[i], top); el.style.background = `rgb(${r},${g},${b})`; continue; }
+    el.title = `${unitName(`${a.layer}:${i}`)}  ${spatial ? "max " : ""}${a.scores[i].toFixed(2)}`;
+    if (!spatial) {
+      const [r, g, b] = shade(a.values[i], top);
+      el.style.background = `rgb(${r},${g},${b})`;
+      el.style.color = r > 128 ? "#000" : "#ccc";
+      continue;
+    }
     const g = el.getContext("2d"), img = g.createImageData(a.shape[2], a.shape[1]);
     for (let p = 0; p < size; p++) {
       const [r, gg, b] = shade(a.values[i * size + p], top);
@@ -157,9 +163,15 @@ function drawGrid(a) {
 
 // ---- a clicked unit ----
 
+function unitName(address) {  // "fc8:9 (Ankle boot)" for the output layer's units
+  const [layer, index] = address.split(":");
+  const name = layer === state.info.output_layer ? state.info.classes[+index] : undefined;
+  return name ? `${address} (${name})` : address;
+}
+
 async function selectUnit(address) {
   state.unit = address;
-  $("unit-title").textContent = `Unit ${address}`;
+  $("unit-title").textContent = `Unit ${unitName(address)}`;
   for (const el of $("grid").children) el.classList.toggle("selected", `${$("grid").dataset.layer}:${el.dataset.index}` === address);
   await Promise.all([preferred(address), datasetViews(address), explainUnit()]);
 }
@@ -192,6 +204,7 @@ async function datasetViews(address) {
   if (state.unit !== address) return;
   for (const it of r.images) $("top-images").appendChild(figure(it.image, `#${it.index} ${it.label ?? ""} ${it.value.toFixed(2)}`));
   for (const it of r.patches) $("patches").appendChild(figure(it.patch, `#${it.index} ${it.value.toFixed(2)}`));
+  if (!r.patches.length) $("patches").innerHTML = '<p class="note">none: this unit sees the whole image</p>';
   say("");
 }
 
