@@ -9,9 +9,10 @@ process with one thread, drives Debian's Chromium (/usr/bin/chromium) with Playw
   app-toolbox.png    a test image, conv5 after its ReLU, a clicked unit: preferred inputs, top-9, patches, maps
   app-fc.png         the fc8 layer (one tile per class) with the predicted class's unit clicked
   app-webcam.png     live frames from the webcam (Chromium's fake camera: a moving test pattern)
-  app-benchmark.png  the benchmark page over docs/benchmark (the table), and app-benchmark-grids.png (its images)
+  app-benchmark.png  the benchmark page over docs/benchmark (the table), and app-benchmark-grids.png (the
+                     top of its image grids, one row per method)
   app-timing.json    per-frame update times in the browser (grab, send, analyze, draw) and the server's share,
-                     for fc8 and conv5+relu, with and without a unit's four attribution maps redrawn each frame;
+                     for fc8, conv5+relu and conv1+relu (the largest layer), with and without a unit's four attribution maps redrawn each frame;
                      the settings interleaved over rounds; median and quartiles, with commit and versions
 """
 
@@ -94,7 +95,7 @@ def set_layer(page, layer: str) -> None:
 def timings(page, frames: int, rounds: int) -> dict:
     """Per-frame times for each (layer, attribution on/off), the settings interleaved over `rounds` rounds so
     that load from other jobs on the machine falls on all of them alike. A unit must be selected."""
-    settings = [(layer, maps) for layer in ("fc8", "conv5+relu") for maps in (False, True)]
+    settings = [(layer, maps) for layer in ("fc8", "conv5+relu", "conv1+relu") for maps in (False, True)]
     browser: dict = {s: [] for s in settings}
     server: dict = {s: [] for s in settings}
     for _ in range(rounds):
@@ -135,7 +136,9 @@ def views(page, url: str, out: Path, frames: int, rounds: int) -> dict:
     page.wait_for_selector("body[data-ready='1']")
     loaded(page, ".figures img", 1)
     page.screenshot(path=str(out / "app-benchmark.png"), full_page=False)
-    page.locator(".figures img").first.screenshot(path=str(out / "app-benchmark-grids.png"))
+    page.locator(".figures h3").first.scroll_into_view_if_needed()
+    page.evaluate("document.querySelector('.figures h3').scrollIntoView()")
+    page.screenshot(path=str(out / "app-benchmark-grids.png"), full_page=False)  # the top of the image grids
     return live
 
 
