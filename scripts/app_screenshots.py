@@ -12,7 +12,8 @@ process with one thread, drives Debian's Chromium (/usr/bin/chromium) with Playw
   app-benchmark.png  the benchmark page over docs/benchmark (the table), and app-benchmark-grids.png (the
                      top of its image grids, one row per method)
   app-timing.json    per-frame update times in the browser (grab, send, analyze, draw) and the server's share,
-                     for fc8, conv5+relu and conv1+relu (the largest layer), with and without a unit's four attribution maps redrawn each frame;
+                     for fc8, conv5+relu and conv1+relu (the largest layer), with and without a unit's
+                     four attribution maps redrawn each frame;
                      the settings interleaved over rounds; median and quartiles, with commit and versions
 """
 

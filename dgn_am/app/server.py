@@ -55,11 +55,30 @@ def create_app(toolbox: Toolbox, max_bytes: int = MAX_BYTES, max_pixels: int = M
     app.state.toolbox, app.state.limits = toolbox, (max_bytes, max_pixels)
     app.state.failed = {}  # preferred-input jobs that raised, reported once to the next poll
     _errors(app)
+    _bound_uploads(app, max_bytes)
     _page_routes(app)
     _live_routes(app)
     _job_routes(app)
     _benchmark_routes(app)
     return app
+
+
+FORM_OVERHEAD = 64 * 1024  # bytes a multipart form adds around the file (boundaries, headers, the other fields)
+
+
+def _bound_uploads(app: FastAPI, max_bytes: int) -> None:
+    """Refuse a POST whose declared body is larger than an upload may be (413), or that declares no length (411),
+    before the form is read, so an oversized upload is never spooled."""
+    @app.middleware("http")
+    async def bound(request: Request, call_next):
+        if request.method == "POST":
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return JSONResponse({"detail": "send the upload with a Content-Length header"}, status_code=411)
+            if int(length) > max_bytes + FORM_OVERHEAD:
+                return JSONResponse({"detail": f"the upload has {length} bytes, more than the limit of {max_bytes}; "
+                                     "send a smaller image"}, status_code=413)
+        return await call_next(request)
 
 
 def _page_routes(app: FastAPI) -> None:

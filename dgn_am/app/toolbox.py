@@ -14,6 +14,7 @@ import base64
 import copy
 import hashlib
 import io
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class Toolbox:
         self.readings = relu_readings(model)
         self.class_names = list(getattr(model, "class_names", None) or [])
         self._inputs: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._inputs_lock = threading.Lock()  # uploads are added in the live worker, looked up in requests too
         self._layer_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._prior = None
 
@@ -99,10 +101,11 @@ class Toolbox:
     def add_input(self, x: torch.Tensor) -> str:
         """Keep an uploaded (1, C, H, W) image for later requests; returns its id."""
         key = "up:" + hashlib.sha1(x.numpy().tobytes()).hexdigest()[:16]
-        self._inputs[key] = x
-        self._inputs.move_to_end(key)
-        while len(self._inputs) > MAX_INPUTS:
-            self._inputs.popitem(last=False)
+        with self._inputs_lock:
+            self._inputs[key] = x
+            self._inputs.move_to_end(key)
+            while len(self._inputs) > MAX_INPUTS:
+                self._inputs.popitem(last=False)
         return key
 
     def input(self, input_id: str) -> torch.Tensor:
@@ -115,15 +118,18 @@ class Toolbox:
             if not 0 <= i < len(self.images):
                 raise KeyError(f"test image {i} out of range: 0-{len(self.images) - 1}")
             return self.images[i: i + 1]
-        if input_id not in self._inputs:
-            raise KeyError(f"unknown input {input_id!r} (uploads are kept for the last {MAX_INPUTS}); send it again")
-        return self._inputs[input_id]
+        with self._inputs_lock:
+            if input_id not in self._inputs:
+                raise KeyError(f"unknown input {input_id!r} (uploads are kept for the last {MAX_INPUTS}); send it "
+                               "again")
+            return self._inputs[input_id]
 
     def unit(self, address: str) -> Unit:
         """One unit of a layer the page offers; ValueError (malformed, unknown layer, out of range) otherwise."""
         units = parse_units(address)
         if len(units) != 1:
-            raise ValueError(f"'{address}' names {len(units)} units; ask for one, e.g. {units[0].layer}:{units[0].index}")
+            raise ValueError(f"'{address}' names {len(units)} units; ask for one, e.g. "
+                             f"{units[0].layer}:{units[0].index}")
         u = units[0]
         name, post = split_reading(u.layer)
         if name not in self.shapes or (post and name not in self.readings):

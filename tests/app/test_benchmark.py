@@ -37,7 +37,8 @@ def test_read_benchmark_and_figures(tmp_path):
     (tmp_path / "diversity.png").write_bytes(b"\x89PNG")
     (tmp_path / "notes.txt").write_text("x")
     b = read_benchmark(tmp_path)
-    assert b["settings"] == {"model": "m", "seeds": 3} and b["figures"] == ["images.png", "diversity.png"] and len(b["blocks"]) == 4
+    assert b["settings"] == {"model": "m", "seeds": 3} and len(b["blocks"]) == 4
+    assert b["figures"] == ["images.png", "diversity.png"]  # the image grid first
     assert figure_path(tmp_path, "images.png") == tmp_path / "images.png"
     for bad in ("notes.txt", "../images.png", "table.md"):
         with pytest.raises(KeyError):

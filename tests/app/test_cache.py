@@ -59,7 +59,8 @@ def test_other_settings_or_a_missing_image_mean_recompute(toolbox, make_toolbox)
     assert more.cache.read(more.job_model, METHOD, unit) is None  # a seed is missing
     rows = more.preferred(METHOD, "fc8:1")
     assert [r["seed"] for r in rows] == [0, 1, 2]
-    manifest = [json.loads(line) for line in (more.cache.folder(METHOD, unit) / "manifest.jsonl").read_text().splitlines()]
+    lines = (more.cache.folder(METHOD, unit) / "manifest.jsonl").read_text().splitlines()
+    manifest = [json.loads(line) for line in lines]
     assert manifest == rows
     (more.cache.folder(METHOD, unit) / rows[0]["path"]).unlink()
     assert more.cache.read(more.job_model, METHOD, unit) is None

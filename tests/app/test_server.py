@@ -58,6 +58,18 @@ def test_analyze_a_test_image_matches_the_library(client, toolbox, layer):
     assert a["image"].startswith("data:image/png;base64,")
 
 
+def test_an_oversized_body_is_refused_before_it_is_read(client):
+    big = b"\0" * (20_000 + 70 * 1024)
+    r = client.post("/api/analyze", data={"layer": "fc8"}, files={"file": ("x.png", big, "image/png")})
+    assert r.status_code == 413 and "limit of 20000" in r.json()["detail"]
+
+    def chunks():
+        yield b"x" * 10
+
+    r = client.post("/api/analyze", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 411 and "Content-Length" in r.json()["detail"]
+
+
 def test_an_uploaded_png_gives_the_same_activations_as_the_test_image(client, toolbox):
     up = client.post("/api/analyze", data={"layer": "fc8"},
                      files={"file": ("x.png", png_bytes(toolbox.images[5]), "image/png")}).json()
@@ -134,7 +146,8 @@ def test_dataset_views_are_the_librarys_top_k(client, toolbox):
     peak = acts.flatten(1).max(1).values
     assert [p["index"] for p in conv["patches"]] == torch.sort(peak, descending=True, stable=True).indices[:9].tolist()
     assert all(abs(p["value"] - float(peak[p["index"]])) < 1e-3 for p in conv["patches"])
-    assert [i["index"] for i in conv["images"]] == top_k_images(toolbox.model, toolbox.images, "conv3:5", k=9).indices.tolist()
+    ref = top_k_images(toolbox.model, toolbox.images, "conv3:5", k=9)
+    assert [i["index"] for i in conv["images"]] == ref.indices.tolist()
 
 
 def test_preferred_inputs_are_computed_once_then_read_from_the_cache(client, toolbox):
