@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -31,6 +32,11 @@ EXPLAIN_METHODS = ("saliency", "guided-backprop", "deconvnet", "excitation-backp
 _SKIP_TYPES = {"Dropout", "Dropout2d", "Flatten", "Identity"}  # layers that only repeat the one before
 MAX_INPUTS = 64  # uploaded images kept for later requests (attribution of the current input)
 TOP_UNITS = 9  # units highlighted in the activation grid, and images per data-set view
+Progress = Callable[[float], None]  # reports how far a job is, 0..1
+
+
+def _silent(fraction: float) -> None:
+    """The progress callback that reports nowhere."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,8 @@ class Toolbox:
                 target = Unit(split_reading(unit.layer)[0], unit.index, unit.spatial)  # passes unchanged
             try:
                 m2d = display_map(m, explain(self.model, x, target, m), tuple(x.shape[2:]))[0].float()
-            except ValueError as err:  # a method that cannot explain this unit: say so, show the others
+            except (ValueError, RuntimeError, NotImplementedError) as err:  # a method that cannot explain this
+                # unit (a layer it cannot pass, say): say so in its place, show the others
                 maps.append({"method": m, "title": e.short or e.name, "error": str(err)})
                 continue
             maps.append({"method": m, "title": e.short or e.name, "heatmap": png_url(heatmap(m2d, signed=e.signed)),
@@ -190,7 +197,7 @@ class Toolbox:
 
     # ---- long views (worker: jobs) ----
 
-    def layer_stats(self, layer: str, progress=lambda f: None) -> tuple[torch.Tensor, torch.Tensor]:
+    def layer_stats(self, layer: str, progress: Progress = _silent) -> tuple[torch.Tensor, torch.Tensor]:
         """Over the test images: (N, C) each unit read as its address reads it (centre of a conv channel) and
         (N, C) its largest value anywhere in the channel. Kept per layer. worker: jobs."""
         if layer not in self._layer_stats:
@@ -205,7 +212,7 @@ class Toolbox:
             self._layer_stats[layer] = (torch.cat(reading), torch.cat(peak))
         return self._layer_stats[layer]
 
-    def dataset_views(self, address: str, progress=lambda f: None) -> dict:
+    def dataset_views(self, address: str, progress: Progress = _silent) -> dict:
         """The unit's top-9 test images (by its reading) and, for conv channels, its top-9 receptive-field
         patches (by the channel's strongest position; Zeiler & Fergus), as `dgn-am dataset-views` makes them.
         worker: jobs."""
@@ -224,13 +231,13 @@ class Toolbox:
                               for i, v, b, c in zip(p.indices, p.values, p.boxes, p.crops)]
         return out
 
-    def _dataset_item(self, index, value) -> dict:
+    def _dataset_item(self, index: int | torch.Tensor, value: float | torch.Tensor) -> dict:
         i = int(index)
         label = int(self.labels[i]) if self.labels is not None else None
         name = self.class_names[label] if label is not None and label < len(self.class_names) else label
         return {"index": i, "value": round(float(value), 4), "label": name, "image": png_url(self.images[i])}
 
-    def prior(self, method: str):
+    def prior(self, method: str) -> Any:
         """The prior a code method needs (loaded once), else None. worker: jobs."""
         if self.cache.method(method).parameterization != "code":
             return None
@@ -240,7 +247,7 @@ class Toolbox:
             self._prior = load_prior(self.config.cache.prior, device=self.config.cache.device)
         return self._prior
 
-    def preferred(self, method: str, address: str, progress=lambda f: None) -> list[dict]:
+    def preferred(self, method: str, address: str, progress: Progress = _silent) -> list[dict]:
         """The unit's preferred inputs: the cache's manifest rows, computed and written first when missing.
         worker: jobs."""
         unit = self.unit(address)
@@ -250,5 +257,6 @@ class Toolbox:
         return rows
 
     def shutdown(self) -> None:
+        """Stop both workers (the running job ends first; queued ones are dropped)."""
         self.live.shutdown()
         self.jobs.shutdown()

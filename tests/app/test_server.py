@@ -234,3 +234,20 @@ def test_benchmark_page_reads_a_benchmark_folder(make_toolbox):
 def test_no_benchmark_folder_is_404_with_how_to(client):
     r = client.get("/api/benchmark")
     assert r.status_code == 404 and "--benchmark DIR" in r.json()["detail"]
+
+
+def test_a_method_that_cannot_explain_a_unit_is_named_and_the_others_shown(client, monkeypatch):
+    import dgn_am.explain.registry as registry
+
+    real = registry.explain
+
+    def picky(model, x, unit, method, **options):
+        if method == "deconvnet":
+            raise ValueError("deconvnet cannot pass this layer")
+        return real(model, x, unit, method, **options)
+
+    monkeypatch.setattr(registry, "explain", picky)
+    maps = client.get("/api/explain", params={"input_id": "test:0", "unit": "fc8:1"}).json()["maps"]
+    assert [m["method"] for m in maps] == ["saliency", "guided-backprop", "deconvnet", "excitation-backprop"]
+    assert maps[2] == {"method": "deconvnet", "title": "deconvnet", "error": "deconvnet cannot pass this layer"}
+    assert all("overlay" in m for i, m in enumerate(maps) if i != 2)
