@@ -66,8 +66,9 @@ def _loaded(page, selector: str, count: int) -> None:
 
 
 def test_the_toolbox_in_chromium(server, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright  # the [test] extra installs it; only Chromium may be missing
+
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -178,7 +178,7 @@ def test_polling_shows_progress_then_the_images(client, toolbox):
 def test_concurrent_requests_for_one_unit_join_one_computation(client, toolbox):
     gate = threading.Event()
     toolbox.jobs.submit("blocker", lambda p: gate.wait(30))
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(6) as pool:  # one thread per request, so all six are in flight at once
         futures = [pool.submit(client.get, "/api/preferred", params={"unit": "conv5:7", "wait": True})
                    for _ in range(4)]
         futures += [pool.submit(client.get, "/api/dataset", params={"unit": "conv5:7"}) for _ in range(2)]
