@@ -6,6 +6,7 @@ the benchmark page, and saves screenshots in the test's temporary folder."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -92,6 +93,16 @@ def test_the_toolbox_in_chromium(server, tmp_path):
         _loaded(page, "#patches img", 9)
         _loaded(page, "#explain img", 4)
         assert page.inner_text("#unit-title").startswith("Unit conv5+relu:")
+        rank = re.search(r"rank (\d+) of 64", page.inner_text("#unit-value"))  # the unit enlarged beside its title
+        assert rank and 1 <= int(rank.group(1)) <= 9  # an outlined unit is one of the 9 strongest
+        # keys: the next unit, then the layer below (conv5+relu -> pool5)
+        first = page.evaluate("window.toolbox.unit")
+        page.locator("#unit-title").click()  # focus leaves the inputs
+        page.keyboard.press("ArrowRight")
+        index = int(first.split(":")[1]) + 1
+        page.wait_for_function(f"window.toolbox.unit === 'conv5+relu:{index % 64}'")
+        page.keyboard.press("ArrowDown")
+        page.wait_for_function("document.getElementById('grid').dataset.layer === 'pool5'")
         page.screenshot(path=str(tmp_path / "toolbox.png"), full_page=True)
         # a few live frames from the fake webcam
         page.click("#webcam")

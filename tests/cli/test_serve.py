@@ -64,3 +64,10 @@ def test_without_the_web_stack_serve_says_how_to_install(tmp_path, monkeypatch, 
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # `import uvicorn` raises ImportError
     assert main(["serve", "--cache", str(tmp_path / "c"), *FAST]) == 2
     assert "pip install 'dgn_am[app]'" in capsys.readouterr().err
+
+
+def test_the_default_is_this_machine_only():
+    from dgn_am.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert args.host == "127.0.0.1" and args.port == 8000 and args.method == "dgn-am-class"

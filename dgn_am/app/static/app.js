@@ -35,6 +35,7 @@ async function analyze(form) {
   $("input-image").src = a.image;
   drawPrediction(a.prediction);
   drawGrid(a);
+  drawUnitMap();
   if (state.unit && $("live-explain").checked) await explainUnit();
   const ms = performance.now() - started;
   state.frameTimes.push(ms);
@@ -163,6 +164,19 @@ function drawGrid(a) {
 
 // ---- a clicked unit ----
 
+function drawUnitMap() {  // the selected unit on this input, enlarged, with its value
+  const a = state.analysis, c = $("unit-map");
+  if (!a || !state.unit || !state.unit.startsWith(`${a.layer}:`)) return;
+  const i = +state.unit.split(":").pop(), spatial = a.shape.length === 3;
+  const [h, w] = spatial ? a.shape.slice(1) : [1, 1], top = Math.max(1e-6, ...a.values.map(Math.abs));
+  c.width = w; c.height = h;
+  const g = c.getContext("2d"), img = g.createImageData(w, h);
+  for (let p = 0; p < h * w; p++) img.data.set([...shade(a.values[i * h * w + p], top), 255], 4 * p);
+  g.putImageData(img, 0, 0);
+  $("unit-value").textContent = `${spatial ? "max" : "value"} on this input: ${a.scores[i].toFixed(3)}` +
+    ` (rank ${[...a.scores].sort((x, y) => y - x).indexOf(a.scores[i]) + 1} of ${a.scores.length})`;
+}
+
 function unitName(address) {  // "fc8:9 (Ankle boot)" for the output layer's units
   const [layer, index] = address.split(":");
   const name = layer === state.info.output_layer ? state.info.classes[+index] : undefined;
@@ -173,6 +187,7 @@ async function selectUnit(address) {
   state.unit = address;
   $("unit-title").textContent = `Unit ${unitName(address)}`;
   for (const el of $("grid").children) el.classList.toggle("selected", `${$("grid").dataset.layer}:${el.dataset.index}` === address);
+  drawUnitMap();
   await Promise.all([preferred(address), datasetViews(address), explainUnit()]);
 }
 
@@ -222,6 +237,25 @@ async function explainUnit() {
   }
 }
 
+// ---- keys, as in the original toolbox: move through units and layers without the mouse ----
+
+function onKey(e) {
+  if (["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) || e.ctrlKey || e.metaKey) return;
+  const grid = $("grid"), layers = $("layer-select"), n = grid.childElementCount;
+  const current = state.unit && state.unit.startsWith(`${grid.dataset.layer}:`) ? +state.unit.split(":").pop() : -1;
+  const actions = {
+    ArrowRight: () => n && selectUnit(`${grid.dataset.layer}:${(current + 1) % n}`),
+    ArrowLeft: () => n && selectUnit(`${grid.dataset.layer}:${(current - 1 + n) % n}`),
+    ArrowDown: () => { layers.selectedIndex = Math.min(layers.length - 1, layers.selectedIndex + 1); reanalyze(); },
+    ArrowUp: () => { layers.selectedIndex = Math.max(0, layers.selectedIndex - 1); reanalyze(); },
+    n: () => showTest(+$("test-index").value + 1),
+    p: () => showTest(+$("test-index").value - 1),
+    r: () => showTest(Math.floor(Math.random() * state.info.test_count)),
+    w: toggleWebcam,
+  };
+  if (actions[e.key]) { e.preventDefault(); actions[e.key](); }
+}
+
 // ---- start ----
 
 async function start() {
@@ -240,6 +274,7 @@ async function start() {
   $("webcam").onclick = toggleWebcam;
   $("layer-select").onchange = reanalyze;
   $("method-select").onchange = () => state.unit && preferred(state.unit);
+  document.addEventListener("keydown", onKey);
   await showTest(0);
   document.body.dataset.ready = "1";
 }
