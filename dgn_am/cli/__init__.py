@@ -15,6 +15,7 @@ One module per command group, all sharing `common`; none imports another:
     invert         dgn-am invert (feature inversion)
     dream          dgn-am dream (DeepDream)
     import_caffe   dgn-am import-caffe
+    serve          dgn-am serve (the browser toolbox in dgn_am/app; its web stack is imported only when it runs)
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing, stats,
-                        synthesize, texture, train)
+from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing, serve,
+                        stats, synthesize, texture, train)
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, invert, dream, texture, fooling,
-                  facets, import_caffe):
+                  facets, import_caffe, serve):
         group.add_commands(sub)
     return parser
 
