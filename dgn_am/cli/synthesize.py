@@ -19,6 +19,7 @@ from dgn_am.errors import (ItemsFailed, UsageError, bounded_int, finite_float, n
 from dgn_am.manifest import kept_rows, manifest_row, run_signature
 from dgn_am.outdir import OutputFolder, check_name
 from dgn_am.parameterizations import start_from_image
+from dgn_am.shards import Group, PartFolder, Ranks, link_into, thread_count
 from dgn_am.steps import usage as step_usage
 
 
@@ -120,25 +121,55 @@ def _prepare(args) -> tuple:
     return model, method, units, seeds, prior
 
 
-def _run_chunks(args, model, method, units, seeds, prior, files, kept, folder) -> tuple[dict, dict]:
-    """Synthesize every chunk of units that still has a missing item, saving each image as it is made.
-    Returns (manifest rows, images (C, H, W) on the CPU), both keyed by (unit address, seed), kept ones included."""
+def _chunk_size(args, model, method, units, seeds, prior) -> int:
+    """Units per chunk: --batch-size items (at least one unit), and within --max-memory (dgn_am.memory)."""
+    size = max(1, args.batch_size // len(seeds)) if args.batch_size else len(units)
+    if args.max_memory is not None:
+        from dgn_am.memory import chunk_units, estimate, parse_size
+
+        budget = parse_size(args.max_memory)
+        size = min(size, chunk_units(budget, estimate(model, units[0], seeds[0], method, prior), len(seeds)))
+    return size
+
+
+def _open_run(args, folder, part, files, signature) -> dict:
+    """Rank 0, before any work: lock and open --out, clear or keep the part folder of a killed run, and return the
+    rows --resume keeps ({(address, seed): row}, from --out's manifest and the part folder's journals)."""
+    folder.open()
+    try:
+        kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
+        if part.exists() and args.overwrite:
+            part.remove()
+        elif part.exists() and not args.resume:
+            raise UsageError(f"a killed run left {len(part.rows())} finished items in {part.path}; pass --resume to "
+                             "keep them and compute the rest, or --overwrite to start again")
+        elif part.exists():
+            kept.update(kept_rows(part.rows(), files, signature, Path(args.out), part.path))
+        part.create()
+    except BaseException:
+        folder.discard()
+        raise
+    return kept
+
+
+def _run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, part, rank: int) -> None:
+    """Synthesize this rank's chunks, saving each image to the part folder and its row to this rank's journal as
+    soon as its chunk is done (a chunk's kept items are computed with it, for the same results, but not saved)."""
     from tqdm import tqdm
 
-    from dgn_am.imageio import read_image, save_image
+    from dgn_am.imageio import save_image
     from dgn_am.methods import synthesize
 
-    chunk = max(1, args.batch_size // len(seeds)) if args.batch_size else len(units)
-    todo = [lo for lo in range(0, len(units), chunk)  # the same chunks as a run from scratch: same results
-            if any((str(u), s) not in kept for u in units[lo: lo + chunk] for s in seeds)]
-    rows, cells = dict(kept), {k: read_image(folder.file(r["path"])) for k, r in kept.items()}
-    with tqdm(total=method.steps * len(todo), desc=f"{method.name}", unit="step", disable=args.quiet) as bar:
-        for lo in todo:
-            result, items = synthesize(model, units[lo: lo + chunk], seeds, method, prior=prior,
-                                       progress=lambda i, n, s: (bar.update(1),
+    with tqdm(total=method.steps * len(chunks), desc=f"{method.name}", unit="step",
+              disable=args.quiet or rank > 0) as bar:
+        for n, units in enumerate(chunks, 1):
+            bar.set_description(f"{method.name} chunk {n}/{len(chunks)}")
+            result, items = synthesize(model, units, seeds, method, prior=prior,
+                                       progress=lambda i, k, s: (bar.update(1),
                                                                  bar.set_postfix(act=f"{s.nanmean():.2f}")))
             with torch.no_grad():
                 logits = model(result.images)
+            rows = []
             for row, (unit, seed) in enumerate(items):
                 key = (str(unit), seed)
                 if key in kept:
@@ -147,11 +178,29 @@ def _run_chunks(args, model, method, units, seeds, prior, files, kept, folder) -
                 prob = None
                 if failed is None and output_layer(model, unit.layer):
                     prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
-                record = manifest_row(args, method, result, row, unit, seed, prob, files[key], failed)
+                rows.append(manifest_row(args, method, result, row, unit, seed, prob, files[key], failed))
                 if failed is None:
-                    save_image(result.images[row], folder.file(files[key]))
-                    cells[key] = result.images[row].cpu()
-                rows[key] = record
+                    save_image(result.images[row], part.file(files[key]))
+            part.append(rank, rows)
+
+
+def _merge(folder, part, kept: dict, order: list) -> tuple[dict, dict]:
+    """Rank 0, once every rank is done: bring the part folder's PNGs into --out's temporary folder. Returns (manifest
+    rows, images (C, H, W)), both keyed by (address, seed); a finished row wins over a failed one."""
+    from dgn_am.imageio import read_image
+
+    rows = dict(kept)
+    for row in part.rows():
+        key = (row["settings"]["address"], row["seed"])
+        if row["failed"] is None and part.file(row["path"]).is_file():
+            link_into(part.file(row["path"]), folder.file(row["path"]))
+            rows[key] = row
+        elif key not in rows:
+            rows[key] = row
+    missing = [k for k in order if k not in rows]
+    if missing:
+        raise RuntimeError(f"{len(missing)} items have no row after every rank finished (first: {missing[0]})")
+    cells = {k: read_image(folder.file(rows[k]["path"])) for k in order if rows[k]["failed"] is None}
     return rows, cells
 
 
@@ -194,21 +243,40 @@ def _report_outcome(args, rows: dict, kept: dict, seconds: float) -> None:
 def cmd_synthesize(args) -> int:
     from dgn_am.imageio import atomic_write
 
+    ranks = Ranks.from_env()
+    torch.set_num_threads(thread_count(args.threads, ranks.local_world))
     model, method, units, seeds, prior = _prepare(args)
     files = {(str(u), s): f"{unit_stem(u)}_s{s}_{method.name}.png" for u in units for s in seeds}
     if len(set(files.values())) < len(files):  # layer names that differ only in characters a file name cannot hold
         raise UsageError("two units would be written to the same file name; address them in separate runs")
     signature = run_signature(args, method.name, method.rescaled(model.input_spec.size).settings())
-    torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
     started = time.perf_counter()
     order = [(str(u), s) for u in units for s in seeds]
-    with OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume) as folder:
-        kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
-        rows, cells = _run_chunks(args, model, method, units, seeds, prior, files, kept, folder)
-        _write_grid(model, units, order, cells, folder)
-        lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
-        atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
-    _report_outcome(args, rows, kept, time.perf_counter() - started)
+    folder, part = OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume), PartFolder(args.out)
+    with Group(ranks) as group:
+        size = group.from_rank0(lambda: _chunk_size(args, model, method, units, seeds, prior))
+        kept = group.from_rank0(lambda: _open_run(args, folder, part, files, signature))
+        chunks = [units[lo: lo + size] for lo in range(0, len(units), size)]  # the same in every run: same results
+        todo = [c for c in chunks if any((str(u), s) not in kept for u in c for s in seeds)]
+        torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
+        try:
+            _run_chunks(args, model, method, ranks.take(todo), seeds, prior, files, kept, part, ranks.rank)
+            group.barrier()
+            if ranks.rank == 0:
+                rows, cells = _merge(folder, part, kept, order)
+                _write_grid(model, units, order, cells, folder)
+                lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
+                atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
+                folder.commit()
+                part.remove()
+        except BaseException:
+            if ranks.rank == 0:
+                folder.discard()
+                if not part.rows():
+                    part.remove()  # nothing finished: leave nothing behind
+            raise
+    if ranks.rank == 0:
+        _report_outcome(args, rows, kept, time.perf_counter() - started)
     return 0
 
 
@@ -250,11 +318,17 @@ def add_commands(sub) -> None:
                    "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
                    "reference's script 3), its pixels for pixel methods")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
+    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once); a batch holds "
+                   "whole units, each with all its seeds")
+    p.add_argument("--max-memory", default=None, metavar="SIZE", help="cut the batches to fit this memory, e.g. 2GB "
+                   "or 512MiB (estimated from one probe step; the Python and torch runtime are not counted)")
+    p.add_argument("--threads", default=None, metavar="N|auto", help="torch threads per process (default: "
+                   "OMP_NUM_THREADS if set, else 'auto': the cores divided by the processes on this machine)")
     p.add_argument("--out", required=True, help="output folder; written in a temporary folder beside it and "
                    "renamed into place when complete")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--resume", action="store_true", help="keep the images already in --out's manifest and compute "
-                   "only the missing (or failed) ones; the flags must match the run that made it")
+    p.add_argument("--resume", action="store_true", help="keep the images already in --out's manifest, or left by a "
+                   "killed run in .OUT.partial beside it, and compute only the missing (or failed) ones; the flags "
+                   "must match the run that made them")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_synthesize)
