@@ -91,41 +91,47 @@ def _prior_module(seed: int = 0):
                        Comparator("fmnist-caffenet", ["pool5", "fc7"]), lambda_adv=0.02)
 
 
-def _bare_steps(module, batches: list[torch.Tensor]) -> None:
-    """PriorModule.training_step's work without Lightning: D step, then G step, each with the other network's
-    parameters frozen as Lightning's toggle_optimizer freezes them."""
+def _bare_step(module, x: torch.Tensor, opt_g, opt_d, last_adv: float | None) -> float:
+    """PriorModule.training_step's work on one batch without Lightning: the D step, then the G step, each with the
+    other network's parameters frozen as Lightning's toggle_optimizer freezes them. Returns G's adversarial loss.
+    (A function per step, as training_step is, so the step's tensors are freed before the next one.)"""
     from training.losses import discriminator_loss, feature_loss, generator_adversarial_loss, image_loss
 
     hp = module.hparams
-    opt_g = torch.optim.Adam(module.generator.parameters(), lr=hp.lr, betas=(hp.beta1, 0.999))
-    opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=hp.lr, betas=(hp.beta1, 0.999))
+    h, x_rec = module.reconstruct(x)
+    module.generator.requires_grad_(False)
+    d_loss = discriminator_loss(module.discriminator(x, h), module.discriminator(x_rec.detach(), h))
+    if last_adv is None or float(d_loss) >= hp.d_pause * last_adv:
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+    module.generator.requires_grad_(True)
+    module.discriminator.requires_grad_(False)
+    with torch.no_grad():
+        f_real = module.comparator(x)
+    l_adv = generator_adversarial_loss(module.discriminator(x_rec, h))
+    g_loss = (hp.lambda_img * image_loss(x_rec, x) + hp.lambda_feat * feature_loss(module.comparator(x_rec), f_real)
+              + hp.lambda_adv * l_adv)
+    opt_g.zero_grad()
+    g_loss.backward()
+    opt_g.step()
+    module.discriminator.requires_grad_(True)
+    return float(l_adv)
+
+
+def _bare_steps(module, batches: list[torch.Tensor]) -> None:
+    """The bare loop: the optimizers of PriorModule.configure_optimizers, then one _bare_step per batch."""
+    opt_g, opt_d = module.configure_optimizers()
     module.train()
     last_adv = None
     for x in batches:
-        h, x_rec = module.reconstruct(x)
-        module.generator.requires_grad_(False)
-        d_loss = discriminator_loss(module.discriminator(x, h), module.discriminator(x_rec.detach(), h))
-        if last_adv is None or float(d_loss) >= hp.d_pause * last_adv:
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-        module.generator.requires_grad_(True)
-        module.discriminator.requires_grad_(False)
-        with torch.no_grad():
-            f_real = module.comparator(x)
-        l_adv = generator_adversarial_loss(module.discriminator(x_rec, h))
-        g_loss = (hp.lambda_img * image_loss(x_rec, x) + hp.lambda_feat * feature_loss(module.comparator(x_rec), f_real)
-                  + hp.lambda_adv * l_adv)
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        module.discriminator.requires_grad_(True)
-        last_adv = float(l_adv)
+        last_adv = _bare_step(module, x, opt_g, opt_d, last_adv)
 
 
 def training(steps: int, repeats: int, batch: int = 64) -> dict:
     """Seconds per training step of the prior under Lightning and in a bare loop, `repeats` runs of `steps` steps
-    each (after one warm-up run of each); Lightning's time is its whole fit() call, setup included."""
+    each (after one warm-up run of each); Lightning's time is its whole fit() call, setup included. A step is one
+    batch: a D update (unless paused) and a G update."""
     import lightning as L
 
     g = torch.Generator().manual_seed(0)
@@ -136,7 +142,8 @@ def training(steps: int, repeats: int, batch: int = 64) -> dict:
     loader = DataLoader(TensorDataset(images, torch.zeros(len(images), dtype=torch.long)), batch_size=batch)
 
     def lightning_run() -> None:
-        trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        # one epoch over the `steps` batches: max_steps would count the D and G optimizer steps both
+        trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                             limit_val_batches=0)
         trainer.fit(_prior_module(), train_dataloaders=loader)
