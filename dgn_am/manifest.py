@@ -27,21 +27,24 @@ def manifest_row(args: Any, method: Any, result: Any, row: int, unit: Any, seed:
         "stopped_at": result.stopped_at[row] if result.stopped_at else -1,
         "path": None if failed else path, "failed": failed,
         "settings": {**result.settings, "weights": args.weights, "prior": args.prior, "address": str(unit),
-                     "device": args.device, "init_image": args.init_image},
+                     "device": args.device, "init_image": args.init_image,
+                     "precision": getattr(args, "precision", "float32")},
     }
 
 
 def run_signature(args: Any, name: str, method_settings: dict) -> dict:
     """What every kept row must share with this run: method name and settings (as synthesize records them, after
-    rescaling to the model), model, weights, prior and start image."""
+    rescaling to the model), model, weights, prior, start image and precision."""
     return {"name": name, "model": args.model, "weights": args.weights, "prior": args.prior,
-            "init_image": args.init_image, "method": json.loads(strict_dumps(method_settings))}
+            "init_image": args.init_image, "method": json.loads(strict_dumps(method_settings)),
+            "precision": getattr(args, "precision", "float32")}
 
 
 def _row_signature(row: dict) -> dict:
     settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
     return {"name": row.get("method"), "model": row.get("model"), "weights": settings.get("weights"),
-            "prior": settings.get("prior"), "init_image": settings.get("init_image"), "method": settings.get("method")}
+            "prior": settings.get("prior"), "init_image": settings.get("init_image"), "method": settings.get("method"),
+            "precision": settings.get("precision", "float32")}  # manifests older than --precision: float32
 
 
 def kept_rows(previous: list[dict], expected: dict[tuple[str, int], str], signature: dict, out: Path,

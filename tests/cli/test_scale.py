@@ -170,3 +170,17 @@ def test_two_processes_under_torchrun_give_the_one_process_files(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     assert tree(tmp_path / "two") == tree(tmp_path / "one") and len(tree(tmp_path / "one")) == 12
     assert leftovers(tmp_path) == []
+
+
+def test_bf16_is_recorded_repeats_and_is_never_mixed_with_float32(tmp_path, capsys):
+    import json
+
+    args = OLAH + ["--units", "fc8:0-1", "--precision", "bf16"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")  # the same seed, the same bf16 images
+    rows = [json.loads(line) for line in (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()]
+    assert {r["settings"]["precision"] for r in rows} == {"bf16"}
+    capsys.readouterr()
+    assert main(OLAH + ["--units", "fc8:0-2", "--out", str(tmp_path / "a"), "--resume"]) == 2
+    assert "(precision differ)" in capsys.readouterr().err
