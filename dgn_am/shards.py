@@ -98,7 +98,7 @@ class Group:
         if self.ranks.world > 1:
             import torch.distributed as dist
 
-            if not dist.is_initialized():  # a long wait at the barrier is normal: the last chunks end at different times
+            if not dist.is_initialized():  # a long timeout: ranks reach the barrier up to a chunk's time apart
                 dist.init_process_group("gloo", timeout=self.timeout)
                 self._started = True
         return self

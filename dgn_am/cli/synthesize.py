@@ -152,7 +152,7 @@ def _open_run(args, folder, part, files, signature) -> dict:
     return kept
 
 
-def _run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, part, rank: int) -> None:
+def _run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, part, rank: int, world: int) -> None:
     """Synthesize this rank's chunks, saving each image to the part folder and its row to this rank's journal as
     soon as its chunk is done (a chunk's kept items are computed with it, for the same results, but not saved)."""
     from tqdm import tqdm
@@ -163,7 +163,7 @@ def _run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, pa
     with tqdm(total=method.steps * len(chunks), desc=f"{method.name}", unit="step",
               disable=args.quiet or rank > 0) as bar:
         for n, units in enumerate(chunks, 1):
-            bar.set_description(f"{method.name} chunk {n}/{len(chunks)}")
+            bar.set_description(f"{method.name} chunk {n}/{len(chunks)}" + (f" of rank 0/{world}" if world > 1 else ""))
             with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16,
                                 enabled=args.precision == "bf16"):
                 result, items = synthesize(model, units, seeds, method, prior=prior,
@@ -260,9 +260,13 @@ def cmd_synthesize(args) -> int:
         kept = group.from_rank0(lambda: _open_run(args, folder, part, files, signature))
         chunks = [units[lo: lo + size] for lo in range(0, len(units), size)]  # the same in every run: same results
         todo = [c for c in chunks if any((str(u), s) not in kept for u in c for s in seeds)]
+        if ranks.rank == 0 and 0 < len(todo) < ranks.world:
+            print(f"warning: {len(todo)} chunks for {ranks.world} processes, so some have nothing to do; a smaller "
+                  "--batch-size or --max-memory makes more chunks", file=sys.stderr)
         torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
         try:
-            _run_chunks(args, model, method, ranks.take(todo), seeds, prior, files, kept, part, ranks.rank)
+            _run_chunks(args, model, method, ranks.take(todo), seeds, prior, files, kept, part, ranks.rank,
+                        ranks.world)
             group.barrier()
             if ranks.rank == 0:
                 rows, cells = _merge(folder, part, kept, order)
