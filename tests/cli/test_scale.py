@@ -184,3 +184,17 @@ def test_bf16_is_recorded_repeats_and_is_never_mixed_with_float32(tmp_path, caps
     capsys.readouterr()
     assert main(OLAH + ["--units", "fc8:0-2", "--out", str(tmp_path / "a"), "--resume"]) == 2
     assert "(precision differ)" in capsys.readouterr().err
+
+
+def test_channels_last_is_recorded_and_repeats(tmp_path, capsys):
+    import json
+
+    args = OLAH + ["--units", "fc8:0-1", "--channels-last"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
+    rows = [json.loads(line) for line in (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()]
+    assert {(r["settings"]["channels_last"], r["settings"]["precision"]) for r in rows} == {(True, "float32")}
+    capsys.readouterr()
+    assert main(OLAH + ["--units", "fc8:0-2", "--out", str(tmp_path / "a"), "--resume"]) == 2
+    assert "(channels_last differ)" in capsys.readouterr().err
