@@ -14,6 +14,10 @@ own dependencies; Lucent 0.1.8 needs a kornia older than 0.6): `olah` batched ag
 a time, at equal steps, with the same parameterization (1/f Fourier, sigmoid, no colour decorrelation for a grey
 model), Adam 0.05, and `olah`'s transforms at the model's size (pad 2, jitter 1, scale 0.9-1.1, rotate 10 degrees,
 jitter 1; Lucent's jitter(2) shifts by 0-1 pixels, and it resizes back to 28 where the engine centre-crops).
+
+Also (scripts/speed_extra.py): the engine batched in channels_last, under bf16 autocast and with torch.compile,
+against float32 with the images' differences; and prior training under Lightning against a bare loop doing the
+same steps. Run it from the repository with `PYTHONPATH=.` so that it measures the checkout's code.
 """
 
 from __future__ import annotations
