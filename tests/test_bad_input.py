@@ -214,7 +214,8 @@ def test_3_an_interrupted_batched_run_leaves_the_old_folder_whole(tmp_path, caps
 
     monkeypatch.setattr(dgn_am.methods, "synthesize", flaky)
     assert main(SYNTH + ["--units", "fc8:0-3", "--batch-size", "1", "--out", str(out), "--overwrite"]) == status
-    assert message in error_line(capsys)
+    line = error_line(capsys)
+    assert message in line and ".out.partial: the same command with --resume continues" in line
     assert tree(out) == before  # the finished first batch waits in .out.partial for --resume
     assert leftovers(tmp_path) == [".out.partial"] and len(list((tmp_path / ".out.partial").glob("*.png"))) == 1
     calls.clear()

@@ -279,11 +279,13 @@ def cmd_synthesize(args) -> int:
                 atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
                 folder.commit()
                 part.remove()
-        except BaseException:
+        except BaseException as e:
             if ranks.rank == 0:
                 folder.discard()
                 if not part.rows():
                     part.remove()  # nothing finished: leave nothing behind
+                else:
+                    e.add_note(f"the finished items wait in {part.path}: the same command with --resume continues")
             raise
     if ranks.rank == 0:
         _report_outcome(args, rows, kept, time.perf_counter() - started)
