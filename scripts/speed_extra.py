@@ -116,7 +116,7 @@ def _bare_step(module, x: torch.Tensor, opt_g, opt_d, last_adv: float | None) ->
     g_loss.backward()
     opt_g.step()
     module.discriminator.requires_grad_(True)
-    return float(l_adv)
+    return float(l_adv.detach())
 
 
 def _bare_steps(module, batches: list[torch.Tensor]) -> None:

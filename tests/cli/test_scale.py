@@ -133,7 +133,7 @@ def _cli(args: list[str], launcher: list[str] | None = None) -> subprocess.Compl
 
 @pytest.mark.slow
 def test_a_killed_chunked_run_resumed_is_bit_identical(tmp_path):
-    args = ["synthesize", "--weights", "random", "--method", "olah", "--seeds", "2", "--steps", "40", "--units",
+    args = ["synthesize", "--weights", "random", "--method", "olah", "--seeds", "2", "--steps", "20", "--units",
             "fc8:0-9", "--batch-size", "4", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "dgn_am", *args, "--out", str(tmp_path / "b")], cwd=REPO, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
