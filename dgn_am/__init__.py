@@ -10,6 +10,10 @@ from dgn_am.layers import Unit, list_layers, parse_units
 from dgn_am.methods import METHODS, Method, get_method, synthesize
 from dgn_am.models import InputSpec, TargetModel, load_model
 from dgn_am.priors import Prior, load_prior
+from dgn_am.objective_expr import ObjectiveTarget, parse_objective
+from dgn_am.inversion import invert
+from dgn_am.dream import DreamConfig, dream
 
-__all__ = ["InputSpec", "METHODS", "Method", "Result", "StepRule", "TargetModel", "Unit", "get_method",
-           "list_layers", "load_model", "load_prior", "Prior", "maximize", "parse_units", "synthesize"]
+__all__ = ["DreamConfig", "InputSpec", "METHODS", "Method", "ObjectiveTarget", "Result", "StepRule", "TargetModel",
+           "Unit", "dream", "get_method", "invert", "list_layers", "load_model", "load_prior", "Prior", "maximize",
+           "parse_objective", "parse_units", "synthesize"]

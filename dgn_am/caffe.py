@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from dgn_am.models.caffenet import CAFFENET_LAYERS, CaffeNet, CaffeNetConfig
 from dgn_am.models.generators import DEEPSIM_NAMES, Generator, GeneratorConfig
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
@@ -121,6 +122,62 @@ def read_caffemodel(path: str | Path) -> dict[str, list[np.ndarray]]:
     return layers
 
 
+def fit_blob(blob: np.ndarray, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    """The blob as a tensor of `shape`: as it is, or a legacy 4-D blob (1, 1, out, in) / (1, 1, 1, n) whose leading
+    1s drop to give `shape`. Anything else is an error naming the layer."""
+    dims = list(blob.shape)
+    while len(dims) > len(shape) and dims[0] == 1:
+        dims.pop(0)
+    if tuple(dims) != tuple(shape):
+        raise ValueError(f"layer {what}: the Caffe blob is {tuple(blob.shape)}, the network needs {tuple(shape)}")
+    return torch.from_numpy(np.ascontiguousarray(blob, dtype=np.float32).reshape(shape).copy())
+
+
+def _out_dim(blob: np.ndarray) -> int:
+    """Output width of a weight blob: dim 0, or dim 2 of a legacy (1, 1, out, in) fc weight."""
+    return int(blob.shape[2]) if blob.ndim == 4 and blob.shape[0] == blob.shape[1] == 1 else int(blob.shape[0])
+
+
+def caffenet_from_caffe(layers: dict[str, list[np.ndarray]]) -> CaffeNet:
+    """A CaffeNet whose conv1..fc8 take the Caffe blobs (weight, bias) by layer name. The widths come from the
+    blobs (the published file gives the full-size net), and every blob's shape is checked against the network."""
+    missing = [n for n in CAFFENET_LAYERS if n not in layers]
+    if missing:
+        raise ValueError(f"the Caffe file lacks CaffeNet layers {missing}; is it bvlc_reference_caffenet?")
+    out = {n: _out_dim(layers[n][0]) for n in CAFFENET_LAYERS}
+    config = CaffeNetConfig(convs=tuple(out[f"conv{i}"] for i in range(1, 6)), fcs=(out["fc6"], out["fc7"]),
+                            num_classes=out["fc8"])
+    net = CaffeNet(config)
+    state = {}
+    for name in CAFFENET_LAYERS:
+        module, blobs = getattr(net, name), layers[name]
+        if len(blobs) != 2:
+            raise ValueError(f"layer {name} has {len(blobs)} blobs in the Caffe file; CaffeNet's have 2 "
+                             "(weight, bias)")
+        for key, blob in zip(("weight", "bias"), blobs):
+            state[f"{name}.{key}"] = fit_blob(blob, tuple(getattr(module, key).shape), f"{name} {key}")
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
+
+
+def generator_config_from_caffe(layers: dict[str, list[np.ndarray]]) -> GeneratorConfig:
+    """The DeePSiM-family GeneratorConfig whose layers have the blobs' shapes: the published fc6 generator gives
+    PRESETS["deepsim-fc6"], a reduced-width file (tests) its own; output convention "caffe"."""
+    missing = [n for n in ("defc7", "defc6", "defc5", "deconv0") if n not in layers]
+    if missing:
+        raise ValueError(f"the Caffe file lacks generator layers {missing}; is it the DeePSiM fc6 generator?")
+    code_dim = int(layers["defc7"][0].shape[-1])
+    fc_dims = (_out_dim(layers["defc7"][0]), _out_dim(layers["defc6"][0]))
+    ups = [k for k in range(9, -1, -1) if f"deconv{k}" in layers]
+    start_channels = int(layers[f"deconv{ups[0]}"][0].shape[0])  # ConvTranspose weight: (in, out, kh, kw)
+    start = int(round((_out_dim(layers["defc5"][0]) / start_channels) ** 0.5))
+    up_channels = tuple(int(layers[f"deconv{k}"][0].shape[1]) for k in ups)
+    refine = tuple(int(layers[f"conv{k}_1"][0].shape[0]) if f"conv{k}_1" in layers else 0 for k in ups)
+    return GeneratorConfig(code_dim=code_dim, size=start * 2 ** len(ups), channels=up_channels[-1], fc_dims=fc_dims,
+                           start=start, start_channels=start_channels, up_channels=up_channels, refine=refine,
+                           output="caffe")
+
+
 def generator_from_caffe(layers: dict[str, list[np.ndarray]],
                          config: GeneratorConfig | str = "deepsim-fc6") -> Generator:
     """A Generator whose DeePSiM layers (defc7 ... deconv0, by name) take the Caffe blobs; every shape is checked."""
@@ -136,11 +193,7 @@ def generator_from_caffe(layers: dict[str, list[np.ndarray]],
             continue
         blobs = layers[short]
         for key, blob in zip(("weight", "bias"), blobs):
-            target = getattr(module, key)
-            if tuple(blob.shape) != tuple(target.shape):
-                raise ValueError(f"layer {short} {key}: the Caffe blob is {tuple(blob.shape)}, the generator "
-                                 f"needs {tuple(target.shape)}")
-            state[f"{name}.{key}"] = torch.from_numpy(blob.copy())
+            state[f"{name}.{key}"] = fit_blob(blob, tuple(getattr(module, key).shape), f"{short} {key}")
     expected = {k for k in g.state_dict()}
     if set(state) != expected:
         raise ValueError(f"the Caffe file does not cover the generator: missing {sorted(expected - set(state))[:4]}")

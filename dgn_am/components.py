@@ -16,7 +16,7 @@ from typing import Any
 
 from dgn_am.steps import StepRule
 from dgn_am.methods import Method
-from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
+from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, Share, StopAt
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
 from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
 
@@ -26,7 +26,7 @@ COMPONENTS: dict[str, dict[str, type]] = {
     "penalty": {"l2": L2Penalty, "alpha": AlphaNorm, "tv": TotalVariation},
     "operator": {"decay": Decay, "blur": GaussianBlur, "normclip": NormClip, "contribclip": ContributionClip,
                  "centrebias": CentreBias, "anchor": Anchor,
-                 "stopat": StopAt},
+                 "stopat": StopAt, "share": Share},
     "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate},
 }
 FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}  # Method field of each kind

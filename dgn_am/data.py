@@ -128,3 +128,38 @@ def image_folder(root: str | Path) -> tuple[list[Path], list[int], list[str]]:
     if not paths:
         raise ValueError(f"no images found under {root}; expected {root}/CLASS_NAME/IMAGE with {IMAGE_SUFFIXES}")
     return paths, labels, classes
+
+
+# the classes of `write_shapes_folder`: (shape, RGB colour)
+SHAPES = {"red-disc": ("disc", (220, 40, 40)), "green-square": ("square", (40, 180, 60)),
+          "blue-triangle": ("triangle", (40, 70, 220)), "yellow-ring": ("ring", (230, 200, 30))}
+
+
+def write_shapes_folder(root: str | Path, per_class: int = 24, size: int = 64, seed: int = 0) -> list[str]:
+    """A small RGB ImageFolder to try the RGB recipe on: root/CLASS/NNN.png, `per_class` PNGs of size x size for
+    each class of SHAPES (a coloured shape at a random place and scale, its colour jittered, on a noisy light
+    background). The same seed writes the same files. Returns the class names."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for name, (shape, colour) in SHAPES.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            background = rng.integers(170, 250, 3)
+            pixels = np.clip(background + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
+            im = Image.fromarray(pixels, "RGB")
+            r = rng.uniform(0.18, 0.32) * size
+            cx, cy = rng.uniform(r, size - r, 2)
+            fill = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in colour)
+            draw, box = ImageDraw.Draw(im), (cx - r, cy - r, cx + r, cy + r)
+            if shape == "disc":
+                draw.ellipse(box, fill=fill)
+            elif shape == "square":
+                draw.rectangle(box, fill=fill)
+            elif shape == "triangle":
+                draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+            else:
+                draw.ellipse(box, outline=fill, width=max(2, int(r / 3)))
+            im.save(root / name / f"{i:03d}.png")
+    return list(SHAPES)

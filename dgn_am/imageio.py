@@ -141,12 +141,18 @@ def _deep_pixels(path: Path, im: Image.Image) -> np.ndarray | None:
     return None
 
 
-def _fit(channels: list[Image.Image], size: tuple[int, int], fit: str = "crop") -> list[Image.Image]:
-    """fit="crop": resize the shorter side to the target (bilinear) and centre-crop to size (H, W); fit="squash":
-    resize to size, the aspect ratio not kept. Every image the same."""
+def _fit(channels: list[Image.Image], size: tuple[int, int], fit: str = "crop",
+         crop_from: tuple[int, int] | None = None) -> list[Image.Image]:
+    """fit="crop": resize the shorter side to the target (bilinear) and centre-crop to size (H, W), or, for a model
+    whose input is a crop of a `crop_from` image (Caffe: 256 -> 227), resize to crop_from as Caffe's data layer did
+    and crop the centre; fit="squash": resize to size, the aspect ratio not kept. Every image the same."""
     h, w = size
     if fit == "squash":
         return [c.resize((w, h), Image.BILINEAR) for c in channels]
+    if crop_from is not None:
+        top, left = (crop_from[0] - h) // 2, (crop_from[1] - w) // 2
+        return [c.resize((crop_from[1], crop_from[0]), Image.BILINEAR).crop((left, top, left + w, top + h))
+                for c in channels]
     im = channels[0]
     s = max(h / im.height, w / im.width)
     new = (max(w, round(im.width * s)), max(h, round(im.height * s)))
@@ -169,7 +175,7 @@ def load_image(path: str | Path, spec: InputSpec, fit: str = "crop") -> torch.Te
     im = _open(path)
     deep = _deep_pixels(path, im)
     if deep is None:  # 8 bits: Pillow's exact conversions, unchanged
-        (im,) = _fit([im.convert("L" if spec.channels == 1 else "RGB")], spec.size, fit)
+        (im,) = _fit([im.convert("L" if spec.channels == 1 else "RGB")], spec.size, fit, spec.crop_from)
         arr = np.asarray(im, dtype=np.float32) / 255.0
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         return torch.from_numpy(arr.copy()).unsqueeze(0)
@@ -178,7 +184,7 @@ def load_image(path: str | Path, spec: InputSpec, fit: str = "crop") -> torch.Te
     elif spec.channels == 3 and deep.shape[2] == 1:
         deep = np.repeat(deep, 3, axis=2)
     planes = _fit([Image.fromarray(np.ascontiguousarray(deep[..., c]), "F") for c in range(deep.shape[2])],
-                  spec.size, fit)
+                  spec.size, fit, spec.crop_from)
     arr = np.stack([np.asarray(p, dtype=np.float32) for p in planes]).clip(0.0, 1.0)  # (C, H, W)
     return torch.from_numpy(arr.copy()).unsqueeze(0)
 

@@ -260,6 +260,13 @@ def relu_readings(model: nn.Module, input_shape: tuple[int, ...] | None = None) 
     return dict(acts.pre_relu)
 
 
+def output_reading(model: nn.Module, layer: str) -> str:
+    """The name that reads `layer` as its module outputs it: LAYER+relu where the module ends in an nn.ReLU (the
+    representation the next layer sees), else the name itself."""
+    name, post = split_reading(layer)
+    return f"{name}{POST_RELU}" if not post and name in relu_readings(model) else layer
+
+
 def check_units(model: nn.Module, units: list[Unit]) -> dict[str, tuple]:
     """Validate units against the layers' output shapes; returns {layer: shape without batch} (module names)."""
     shapes = {name: shape for name, _, shape in list_layers(model)}

@@ -14,7 +14,7 @@ import torch
 
 from dgn_am.engine import Result, check_samples, maximize
 from dgn_am.layers import Unit, check_units
-from dgn_am.objectives import UnitObjective
+from dgn_am.objective_expr import ObjectiveTarget, objective_for, parse_objective
 from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
 from dgn_am.parameterizations import build_parameterization
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
@@ -46,6 +46,9 @@ class Method:
     # fc6's, the code the reference loop was set for, and synthesize() multiplies them by s = prior.reference_scale
     code_scale: str = "prior"
     image_start: tuple | None = None  # (steps, lr) used instead when started from a real image (--init-image)
+    # what to maximize, as an expression (dgn_am.objective_expr): "" maximizes each item's unit; "+ 0.1 *
+    # diversity:conv3" (a leading sign) is added to each unit's objective; "fc8:3 - 0.5 * fc8:5" replaces the units
+    objective: str = ""
 
     def __post_init__(self) -> None:
         check_samples(self.samples, self.transforms, f"method {self.name}")
@@ -221,28 +224,49 @@ def get_method(name: str) -> Method:
 
 def synthesize(
     model: torch.nn.Module,
-    units: Sequence[Unit],
+    units: Sequence[Unit | ObjectiveTarget],
     seeds: Sequence[int],
     method: Method,
     prior: Any = None,
     progress: Callable[[int, int, torch.Tensor], None] | None = None,
-) -> tuple[Result, list[tuple[Unit, int]]]:
-    """Optimize every (unit, seed) pair in one batch. Returns the result and the (unit, seed) of each row."""
-    check_units(model, list(units))
+) -> tuple[Result, list[tuple[Any, int]]]:
+    """Optimize every (target, seed) pair in one batch. Returns the result and the (target, seed) of each row.
+
+    units: Units, or ObjectiveTargets (an expression, or the frames of an interpolation); empty when
+    method.objective is an expression without a leading sign, which is then the one target."""
+    targets = list(units)
+    extra = method.objective
+    if extra and not parse_objective(extra).relative:
+        if targets:
+            raise ValueError(f"method objective '{extra}' replaces the units; pass no units, or begin it with + or "
+                             "- to add it to each unit's objective")
+        targets, extra = [ObjectiveTarget(extra)], ""
+    check_units(model, [u for u in targets if isinstance(u, Unit)])
     reference = method.reference_size  # the spatial settings' original image side, recorded in the settings
     recorded = method.rescaled(model.input_spec.size)
     method, code_scale = in_prior_units(recorded, prior)
-    items = [(u, s) for u in units for s in seeds]
-    objective = UnitObjective([u for u, _ in items])
+    items = [(u, s) for u in targets for s in seeds]
+    objective = objective_for(model, [u for u, _ in items], extra)
     param = build_parameterization(method, model, items, prior)  # every item's start chosen inside
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress,
                       samples=method.samples, returns=method.returns, stop_at_zero_grad=method.stop_at_zero_grad)
     result.settings = {"method": recorded.settings(), "parameterization": param.settings(),
-                       "rescaled_from": reference}
+                       "rescaled_from": reference, "objective": _described(targets, extra)}
     if code_scale:
         result.settings["code_scale"] = code_scale
     return result, items
+
+
+def _described(targets: list, extra: str) -> dict:
+    """What was maximized, for the settings: {"units": True, "added": EXPR or None}, {"expression": EXPR}, or
+    {"interpolate": [A, B]} (each row's t is in its address)."""
+    first = targets[0]
+    if not isinstance(first, ObjectiveTarget):
+        return {"units": True, "added": extra or None}
+    if first.to is None:
+        return {"expression": first.expression}
+    return {"interpolate": [first.expression, first.to]}
 
 
 # ---- DGN-AM: optimize the code of a learned generator prior (Nguyen et al. 2016) ----

@@ -127,3 +127,18 @@ class Diversity(Objective):
         same = (g[:, None] == g[None, :]) & ~torch.eye(len(g), dtype=torch.bool, device=a.device)
         count = same.sum(1).clamp(min=1)
         return -(sim * same).sum(1) / count
+
+
+class FeatureMatch(Objective):
+    """Feature inversion (Mahendran & Vedaldi 2015): minus the normalized squared distance of a layer's activation
+    to each item's target features, -||phi(x_b) - phi0_b||^2 / ||phi0_b||^2, (B,); 0 at a perfect match.
+
+    target: (B, ...) the features phi0 of the images to reconstruct, read at `layer` the way the engine reads it."""
+
+    def __init__(self, layer: str, target: torch.Tensor) -> None:
+        self.layers, self.target = (layer,), target.detach()
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        a = acts[self.layers[0]].flatten(1)  # (B, D)
+        t = self.target.flatten(1).to(a)
+        return -(a - t).pow(2).sum(1) / t.pow(2).sum(1).clamp(min=1e-12)

@@ -5,7 +5,8 @@ Order in Yosinski's toolbox, which a method reproduces by listing them in this o
     p += lr * grad;  Decay;  GaussianBlur (every k steps);  NormClip;  ContributionClip.
 
 Except Decay, they act on image-shaped p (B, C, H, W): for PixelParam that is the mean-subtracted image
-x - centre, the space r_theta is defined in, so "zeroing" a pixel sets it to the centre (the mean colour).
+x - centre, the space r_theta is defined in, so "zeroing" a pixel sets it to the centre (the mean colour); for
+RGB models its decorrelated colour components (PixelParam's `decorrelate`).
 Spatial settings are in pixels of the image at hand; `rescaled(factor)` gives the operator for an image whose side
 is `factor` times larger (used by Method.reference_size).
 """
@@ -106,6 +107,28 @@ class Anchor:
             raise ValueError("Anchor needs the start point: run it through dgn_am.engine.maximize")
         p.add_(ctx.start - p, alpha=self.weight)
         ctx.param.project(p)  # the start may lie outside the constraint set (a raw init); p may not
+
+
+@dataclass(frozen=True)
+class Share:
+    """Olah et al.'s shared parameterization, as an operator: after every step, move each item's p `weight` of the
+    way to the mean p of the items that started from the same point (the frames of one interpolation row, which
+    share a seed), so those items follow one shared path and differ only where their objectives pull apart.
+    Items with a start of their own are left as they are. Needs the engine's ctx.start."""
+
+    weight: float = 0.02  # fraction of the distance to the shared mean removed after every step, in [0, 1]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1:
+            raise ValueError(f"Share weight is a fraction in [0, 1], got {self.weight}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        if ctx.start is None:
+            raise ValueError("Share needs the start point: run it through dgn_am.engine.maximize")
+        start = ctx.start.flatten(1)  # (B, D)
+        same = (start[:, None, :] == start[None, :, :]).all(-1).to(p.dtype)  # (B, B): same start
+        mean = (same @ p.flatten(1)) / same.sum(1, keepdim=True)  # (B, D)
+        p.add_(mean.view_as(p) - p, alpha=self.weight)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Penalties: terms subtracted from the objective. Frozen dataclasses called as (x, p) -> (B,), weight included.
 
 x is the image (B, C, H, W) in [0, 1]; p is the optimized tensor. For PixelParam p = x - centre, the
-mean-subtracted image, which is the space Simonyan's L2 and Mahendran's alpha-norm are defined in. Penalties that
+mean-subtracted image, which is the space Simonyan's L2 and Mahendran's alpha-norm are defined in (for RGB models
+p holds its decorrelated colour components: x - centre = M p per pixel, see PixelParam). Penalties that
 read p refuse other parameterizations (p shaped unlike x) unless told to use x - centre instead.
 
 The operators applied to p after each step (Yosinski's r_theta: decay, blur, clipping) are a different kind of piece

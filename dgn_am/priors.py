@@ -18,12 +18,11 @@ from torch import nn
 
 from dgn_am.models.generators import Generator, GeneratorConfig
 from dgn_am.models.loading import checkpoints_dir, read_state_dict, write_state_dict
-from dgn_am.models.spec import InputSpec
+from dgn_am.models.spec import CAFFE_MEAN_BGR, InputSpec
 
 SHIPPED_PRIORS = {"fmnist-fc6": "prior-fmnist-fc6.safetensors"}
 # mean of the reference's 3-sigma code bounds (act_range/3x/fc6.txt, CaffeNet fc6 after ReLU: integers 3 to 17)
 REFERENCE_UPPER_MEAN = 11.85
-CAFFE_MEAN_BGR = (104.0, 117.0, 123.0)  # ImageNet mean on the 0..255 scale, BGR order, as the Caffe models used
 
 
 def caffe_to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +36,9 @@ def to_target(x: torch.Tensor, output: str, spec: InputSpec, clip: bool = True) 
 
     - value convention: "unit" is taken as is; "caffe" goes through caffe_to_unit;
     - channels: RGB -> grayscale by ITU-R 601 luma; grayscale -> RGB by repetition;
-    - size: a larger square image is centre-cropped when the crop is within 1/8 of the size (256 -> 227 at offset
-      14, 256 -> 224 at offset 16, as the reference), otherwise resized bilinearly;
+    - size: an image of the target's `crop_from` size is cropped at its `crop_offset` (Caffe: 256 -> 227 at 14, as
+      the reference fed the DeePSiM generator's output to CaffeNet); another larger square image is centre-cropped
+      when the crop is within 1/8 of the size (256 -> 224 at offset 16), otherwise resized bilinearly;
     - values are clipped to [0, 1] (unless clip=False, for training), so what a target scores is what is saved.
     """
     if output == "caffe":
@@ -52,7 +52,10 @@ def to_target(x: torch.Tensor, output: str, spec: InputSpec, clip: bool = True) 
     h, w = spec.size
     if tuple(x.shape[2:]) != (h, w):
         dy, dx = x.shape[2] - h, x.shape[3] - w
-        if 0 <= dy <= x.shape[2] // 8 and 0 <= dx <= x.shape[3] // 8:
+        if spec.crop_from is not None and tuple(x.shape[2:]) == tuple(spec.crop_from):
+            top, left = spec.crop_offset()
+            x = x[:, :, top: top + h, left: left + w]
+        elif 0 <= dy <= x.shape[2] // 8 and 0 <= dx <= x.shape[3] // 8:
             x = x[:, :, dy // 2: dy // 2 + h, dx // 2: dx // 2 + w]
         else:
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
@@ -141,9 +144,11 @@ def require_bank(prior: Any, who: str, fix: str = "this one has none") -> torch.
 
 
 def save_prior(path: str | Path, generator: Generator, stats: CodeStats, k: float, nonnegative: bool,
-               provenance: dict, bank: torch.Tensor | None = None) -> None:
-    """Write generator weights, code statistics, bounds, an optional bank of real codes (N, D), and metadata."""
-    lower, upper = stats.bounds(k, nonnegative)
+               provenance: dict, bank: torch.Tensor | None = None,
+               bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Write generator weights, code statistics, bounds, an optional bank of real codes (N, D), and metadata.
+    The bounds are stats.bounds(k, nonnegative) unless given as (lower, upper), e.g. read from act_range files."""
+    lower, upper = bounds if bounds is not None else stats.bounds(k, nonnegative)
     state = {f"generator.{n}": t for n, t in generator.state_dict().items()}
     state.update(code_mean=stats.mean, code_std=stats.std, code_lower=lower, code_upper=upper)
     if bank is not None:

@@ -10,40 +10,7 @@ import torch
 
 from dgn_am.caffe import fields, generator_from_caffe, read_blob, read_bounds, read_caffemodel
 from dgn_am.models.generators import Generator, GeneratorConfig
-
-
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, v = v & 0x7F, v >> 7
-        out.append(byte | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | int, wire: int = 2) -> bytes:
-    key = _varint(number << 3 | wire)
-    return key + (_varint(payload) if wire == 0 else _varint(len(payload)) + payload)
-
-
-def _blob(a: np.ndarray, legacy: bool = False, double: bool = False, unpacked: bool = False) -> bytes:
-    a = np.asarray(a)
-    if legacy:
-        dims = [1] * (4 - a.ndim) + list(a.shape)
-        head = b"".join(_field(n, d, wire=0) for n, d in zip((1, 2, 3, 4), dims))
-    else:
-        head = _field(7, _field(1, b"".join(_varint(d) for d in a.shape)))
-    if double:
-        return head + _field(8, struct.pack(f"<{a.size}d", *a.ravel()))
-    if unpacked:  # repeated float without packing: one fixed32 field per value
-        return head + b"".join(_varint(5 << 3 | 5) + struct.pack("<f", v) for v in a.ravel())
-    return head + _field(5, struct.pack(f"<{a.size}f", *a.ravel()))
-
-
-def _layer(name: str, blobs: list[bytes], legacy: bool = False) -> bytes:
-    if legacy:  # V1LayerParameter: name = 4, blobs = 6, inside NetParameter.layers = 2
-        return _field(2, _field(4, name.encode()) + b"".join(_field(6, b) for b in blobs))
-    return _field(100, _field(1, name.encode()) + _field(2, b"Convolution") + b"".join(_field(7, b) for b in blobs))
+from tests.caffe_writer import _blob, _field, _layer, _varint
 
 
 def test_blobs_in_every_layout_read_back_exactly():

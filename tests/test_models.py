@@ -230,3 +230,30 @@ def test_unknown_model_name():
     for name in SHIPPED:
         assert name in str(e.value)
     assert "torchvision:NAME" in str(e.value) and "package.module:factory" in str(e.value)
+
+
+def test_model_files_describe_themselves(tmp_path):
+    """save_model writes arch, arch_args, InputSpec and class names; load_model(path) rebuilds the model with no
+    other flag. A train-classifier file from before arch_args (classes and channels recorded apart) loads too."""
+    from dgn_am.models.fmnist import FmnistCaffeNet
+    from dgn_am.models.loading import save_model, write_state_dict
+
+    torch.manual_seed(0)
+    net = FmnistCaffeNet(num_classes=4, in_channels=3, size=64).eval()
+    spec = InputSpec((64, 64), 3, (0.5,) * 3, (0.25,) * 3)
+    save_model(tmp_path / "m.safetensors", net, "fmnist-caffenet", {"num_classes": 4, "in_channels": 3, "size": 64},
+               spec, ("a", "b", "c", "d"))
+    model = load_model(str(tmp_path / "m.safetensors"))
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(model(x), net(spec.normalize(x)))
+    assert model.class_names == ("a", "b", "c", "d") and model.input_spec == spec
+    old = FmnistCaffeNet(num_classes=10, in_channels=1).eval()
+    write_state_dict(tmp_path / "old.safetensors", old.state_dict(),
+                     {"arch": "fmnist-caffenet", "input_spec": FASHION_MNIST_INPUT.to_dict(), "num_classes": 10})
+    x = torch.rand(1, 1, 28, 28)
+    torch.testing.assert_close(load_model(str(tmp_path / "old.safetensors"))(x), old(FASHION_MNIST_INPUT.normalize(x)))
+    with pytest.raises(ValueError, match="leave out --weights"):
+        load_model(str(tmp_path / "m.safetensors"), weights="random")
+    write_state_dict(tmp_path / "bare.safetensors", old.state_dict(), {})
+    with pytest.raises(ValueError, match="is not a model file"):
+        load_model(str(tmp_path / "bare.safetensors"))

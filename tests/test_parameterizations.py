@@ -125,3 +125,26 @@ def test_fashion_mnist_mean_image():
     assert m.shape == (1, 28, 28)
     assert m.mean().item() == pytest.approx(FASHION_MNIST_INPUT.mean[0], abs=1e-3)
     assert m[0, 14, 14] > 0.4 > m[0, 0, 0]  # clothes in the middle, black corners
+
+
+def test_rgb_pixels_are_decorrelated_colour_components():
+    from dgn_am.parameterizations.fourier import decorrelation_matrix
+
+    m = decorrelation_matrix()
+    image = torch.rand(3, 4, 5)
+    param = PixelParam((3, 4, 5), centre=(0.4, 0.5, 0.6), init=image)
+    assert param.decorrelate and param.settings()["decorrelate"] is True
+    p = param.init([0, 1], torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(param.to_image(p), image.expand(2, 3, 4, 5))
+    q = torch.zeros(1, 3, 4, 5)
+    q[0, :, 1, 2] = torch.tensor([1.0, -2.0, 0.5])  # one pixel's components
+    x = param.to_image(q)
+    torch.testing.assert_close(x[0, :, 1, 2] - torch.tensor([0.4, 0.5, 0.6]), m @ torch.tensor([1.0, -2.0, 0.5]))
+    param.project(q)  # the box holds in image space
+    y = param.to_image(q)
+    assert y.min() >= -1e-6 and y.max() <= 1 + 1e-6
+    torch.testing.assert_close(y[0, :, 1, 2], x[0, :, 1, 2].clamp(0, 1))
+    grey = PixelParam((1, 4, 5), centre=0.5)
+    assert not grey.decorrelate and torch.equal(grey.to_image(torch.ones(1, 1, 4, 5)), torch.full((1, 1, 4, 5), 1.5))
+    plain = PixelParam((3, 4, 5), decorrelate=False)
+    torch.testing.assert_close(plain.to_image(q), 0.5 + q)

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from dgn_am.errors import ArgumentParser, UsageError, bounded_int, finite_float
+from dgn_am.models.fmnist import CLASSES
 from dgn_am.models.loading import ARCHITECTURES, write_state_dict
 from dgn_am.models.spec import InputSpec
 from training.loggers import LOGGERS, make_logger
@@ -146,20 +147,21 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.image_folder:
         dm = ImageFolderDataModule(args.image_folder, args.image_size, args.channels, args.batch_size)
-        num_classes = None
+        num_classes, size = None, args.image_size
         spec = InputSpec((args.image_size,) * 2, args.channels, (0.5,) * args.channels, (0.25,) * args.channels)
     else:
         from dgn_am.models.fmnist import FASHION_MNIST_INPUT
 
         dm = FashionMNISTDataModule(args.data_dir, args.batch_size, download=args.download, limit=args.limit)
-        num_classes, spec = 10, FASHION_MNIST_INPUT
+        num_classes, spec, size = 10, FASHION_MNIST_INPUT, 28
     dm.setup()
     num_classes = num_classes or len(dm.classes)
     if len(dm.train_set) < args.batch_size:  # the loader drops incomplete batches: no step would be taken
         raise UsageError(f"{len(dm.train_set)} training images (after {len(dm.val_set)} held out for validation) "
                          f"are fewer than one batch of --batch-size {args.batch_size}; raise --limit or lower "
                          "--batch-size")
-    net = ARCHITECTURES[args.arch](num_classes=num_classes, in_channels=spec.channels)
+    arch_args = {"num_classes": num_classes, "in_channels": spec.channels, "size": size}
+    net = ARCHITECTURES[args.arch](**arch_args)
     module = ClassifierModule(net, spec, lr=args.lr, epochs=args.epochs)
     checkpoints = ModelCheckpoint(dirpath=args.checkpoint_dir or Path(args.log_dir) / out.stem / "checkpoints",
                                   save_last=True, every_n_train_steps=args.checkpoint_every or None)
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
                         log_every_n_steps=args.log_every)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=WEIGHTS_ONLY)
     test = trainer.test(module, datamodule=dm, verbose=False)[0]
-    meta = {"arch": args.arch, "input_spec": spec.to_dict(), "num_classes": num_classes, "seed": args.seed,
+    meta = {"arch": args.arch, "arch_args": arch_args, "input_spec": spec.to_dict(), "num_classes": num_classes,
+            "class_names": list(getattr(dm, "classes", CLASSES)), "seed": args.seed,
             "epochs": args.epochs, "steps": trainer.global_step, "test_acc": round(float(test["test/acc"]), 4),
             "resumed_from": resumed_from,
             "command": "dgn-am train-classifier " + " ".join(argv)}

@@ -103,10 +103,14 @@ class PriorModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """A grid of originals (top row) against reconstructions (bottom row) on fixed validation images."""
-        if self._preview is None or not self.trainer.is_global_zero or self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
+            return
+        # trainer.log_dir broadcasts rank 0's folder: a collective call, so every DDP rank makes it (rank 0 alone
+        # would wait for the others for ever: multi-process training with validation hung here)
+        folder = Path(self.trainer.log_dir or ".")
+        if self._preview is None or not self.trainer.is_global_zero:
             return
         grid = make_grid(self._preview, rows=2)
-        folder = Path(self.trainer.log_dir or ".")
         save_image(grid, folder / f"recon_epoch{self.current_epoch:03d}.png", scale=3)
         logger = self.logger
         if logger is not None and hasattr(logger, "log_image"):

@@ -9,6 +9,12 @@ One module per command group, all sharing `common`; none imports another:
     explain        dgn-am explain
     dataset_views  dgn-am dataset-views
     benchmark      dgn-am benchmark
+    texture        dgn-am texture, dgn-am style
+    fooling        dgn-am fool
+    facets         dgn-am facets
+    invert         dgn-am invert (feature inversion)
+    dream          dgn-am dream (DeepDream)
+    import_caffe   dgn-am import-caffe
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import benchmark, dataset_views, explain, listing, stats, synthesize, train
+from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing, stats,
+                        synthesize, texture, train)
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -26,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "input exit with status 2, unexpected errors with 1; add --debug anywhere on the command "
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark):
+    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, invert, dream, texture, fooling,
+                  facets, import_caffe):
         group.add_commands(sub)
     return parser
 
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in train.TRAINING_COMMANDS:
             return train.run_training(argv[0], argv[1:])
         args = build_parser().parse_args(argv)
+        args.argv = argv  # the command line as given, for the provenance a command records
         return args.func(args)
     except SystemExit as e:  # --help, or a parser of the training side that exits by itself
         return e.code if isinstance(e.code, int) else (0 if e.code is None else _print_exit(e.code, prog))

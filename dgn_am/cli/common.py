@@ -23,7 +23,8 @@ DATA_DIR_HELP = "Fashion-MNIST folder (default: the Debian package's)"
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --weights and --device, as every command that loads a target model takes them."""
     p.add_argument("--model", default="fmnist-caffenet",
-                   help="shipped name (fmnist-caffenet, fmnist-resnet, fmnist-caffenet-s1), torchvision:NAME, "
+                   help="shipped name (fmnist-caffenet, fmnist-resnet, fmnist-caffenet-s1), a model file "
+                        "FILE.safetensors (from train-classifier or import-caffe), torchvision:NAME, "
                         "or package.module:factory (default: %(default)s)")
     p.add_argument("--weights", default=None, help="weights file (.safetensors or torch.save state_dict), "
                    "or 'random' for random initialization; shipped models default to checkpoints/")

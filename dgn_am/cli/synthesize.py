@@ -3,6 +3,7 @@ grid.png and manifest.jsonl. Argument parsing and file output only; the work hap
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -10,16 +11,19 @@ from pathlib import Path
 
 import torch
 
+from dgn_am.cli.chunks import chunk_size, merge_parts, open_run, run_chunks
 from dgn_am.cli.common import (MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, output_layer,
                                unit_stem)
 from dgn_am.components import (COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule,
                                usage)
 from dgn_am.errors import (ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_dumps,
                            strict_loads)
-from dgn_am.manifest import kept_rows, manifest_row, run_signature
+from dgn_am.manifest import run_signature
+from dgn_am.objective_expr import ObjectiveTarget, frame_weights, parse_objective
+from dgn_am.operators import Share
 from dgn_am.outdir import OutputFolder, check_name
 from dgn_am.parameterizations import start_from_image
-from dgn_am.shards import Group, PartFolder, Ranks, link_into, thread_count
+from dgn_am.shards import Group, PartFolder, Ranks, thread_count
 from dgn_am.steps import usage as step_usage
 
 
@@ -43,8 +47,6 @@ def _base_method(args):
 def _compose(method, args, model):
     """Apply the composition flags. The base method is first rescaled to the model's input size, so the flags'
     pixel values are in the model's own pixels; a --penalty/--operator/--transform list replaces that kind."""
-    import dataclasses
-
 
     changes: dict = {}
     for kind, field in FIELD.items():
@@ -63,6 +65,10 @@ def _compose(method, args, model):
         if args.samples < 1:
             raise UsageError(f"--samples must be >= 1, got {args.samples}")
         changes["samples"] = args.samples
+    if args.objective and _relative(args.objective):
+        changes["objective"] = args.objective
+    if args.interpolate and args.share:
+        changes["operators"] = changes.get("operators", method.operators) + (Share(weight=args.share),)
     if args.mean_image:
         changes["options"] = tuple(o for o in method.options if o[0] != "mean_image") + (("mean_image", args.mean_image),)
     if not changes and not args.name:
@@ -91,23 +97,63 @@ def _check_method(method) -> None:
         raise UsageError(f"method setting {bad} is not a finite number; give a finite value")
 
 
+def _relative(text: str) -> bool:
+    """True for an expression that is added to the units (begins with + or -); parses it, so errors come first."""
+    return parse_objective(text).relative
+
+
+def _targets(args, model) -> list:
+    """The rows' targets: the --units (default fc8:0-9), the --objective expression, or the --interpolate frames."""
+    from dgn_am.layers import units_of
+
+    if args.objective and args.interpolate:
+        raise UsageError("give either --objective EXPR or --interpolate A B, not both")
+    if args.frames != 8 and not args.interpolate:
+        raise UsageError("--frames is the number of --interpolate frames; give --interpolate A B too")
+    full = args.interpolate or (args.objective and not _relative(args.objective))
+    if full and args.units is not None:
+        raise UsageError("--objective/--interpolate replace --units; drop --units, or begin the --objective with + "
+                         "to add it to each unit's objective (--objective '+ 0.1 * diversity:conv3')")
+    if args.interpolate:
+        a, b = args.interpolate
+        for text in (a, b):
+            if _relative(text):
+                raise UsageError(f"--interpolate objective '{text}' begins with + or -; give whole expressions")
+        bounded_int(args.frames, "--frames", 2, MAX_IMAGES)
+        return [ObjectiveTarget(a, b, t) for t in frame_weights(args.frames)]
+    if full:
+        return [ObjectiveTarget(args.objective)]
+    return units_of(model, args.units or ["fc8:0-9"])
+
+
+def _check_targets(model, units: list, extra: str) -> None:
+    """Units in range and each named once; every objective term checked against the model (layers, files)."""
+    from dgn_am.layers import Unit, check_units
+    from dgn_am.objective_expr import objective_for
+
+    check_units(model, [u for u in units if isinstance(u, Unit)])
+    repeated = sorted(a for a, n in Counter(str(u) for u in units).items() if n > 1)
+    if repeated:
+        raise UsageError(f"--units names {', '.join(repeated)} more than once; give each unit once")
+    objective_for(model, units, extra)
+
+
 def _prepare(args) -> tuple:
     """Check every flag, load the model (and the prior of a code method) and compose the method, so that every
-    error is raised before anything is written. Returns (model, method, units, seeds, prior)."""
-    from dgn_am.layers import check_units, units_of
-
+    error is raised before anything is written. Returns (model, method, targets, seeds, prior): targets are Units or
+    ObjectiveTargets."""
     _check_counts(args)
     if args.name is not None:
         check_name(args.name)
     method = _base_method(args)
     model = load_target(args)
     method = _compose(method, args, model)
-    units = units_of(model, args.units)
+    if method.objective and not args.objective and not _relative(method.objective):
+        # a --config whose objective replaces the units: run it as the one target, as --objective would
+        args.objective, method = method.objective, dataclasses.replace(method, objective="")
+    units = _targets(args, model)
     bounded_int(len(units) * args.seeds, "the number of images (units x --seeds)", 1, MAX_IMAGES)
-    check_units(model, units)
-    repeated = sorted(a for a, n in Counter(str(u) for u in units).items() if n > 1)
-    if repeated:
-        raise UsageError(f"--units names {', '.join(repeated)} more than once; give each unit once")
+    _check_targets(model, units, method.objective)
     prior = None
     if method.parameterization == "code":
         from dgn_am.priors import load_prior
@@ -125,105 +171,36 @@ def _prepare(args) -> tuple:
     return model, method, units, seeds, prior
 
 
-def _chunk_size(args, model, method, units, seeds, prior) -> int:
-    """Units per chunk: --batch-size items (at least one unit), and within --max-memory (dgn_am.memory)."""
-    size = max(1, args.batch_size // len(seeds)) if args.batch_size else len(units)
-    if args.max_memory is not None:
-        from dgn_am.memory import chunk_units, estimate, parse_size
-
-        budget = parse_size(args.max_memory)
-        size = min(size, chunk_units(budget, estimate(model, units[0], seeds[0], method, prior), len(seeds)))
-    return size
-
-
-def _open_run(args, folder, part, files, signature) -> dict:
-    """Rank 0, before any work: lock and open --out, clear or keep the part folder of a killed run, and return the
-    rows --resume keeps ({(address, seed): row}, from --out's manifest and the part folder's journals)."""
-    folder.open()
-    try:
-        kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
-        if part.exists() and args.overwrite:
-            part.remove()
-        elif part.exists() and not args.resume:
-            raise UsageError(f"a killed run left {len(part.rows())} finished items in {part.path}; pass --resume to "
-                             "keep them and compute the rest, or --overwrite to start again")
-        elif part.exists():
-            kept.update(kept_rows(part.rows(), files, signature, Path(args.out), part.path))
-        part.create()
-    except BaseException:
-        folder.discard()
-        raise
-    return kept
-
-
-def _run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, part, rank: int, world: int) -> None:
-    """Synthesize this rank's chunks, saving each image to the part folder and its row to this rank's journal as
-    soon as its chunk is done (a chunk's kept items are computed with it, for the same results, but not saved)."""
-    from tqdm import tqdm
-
-    from dgn_am.imageio import save_image
-    from dgn_am.methods import synthesize
-
-    with tqdm(total=method.steps * len(chunks), desc=f"{method.name}", unit="step",
-              disable=args.quiet or rank > 0) as bar:
-        for n, units in enumerate(chunks, 1):
-            bar.set_description(f"{method.name} chunk {n}/{len(chunks)}" + (f" of rank 0/{world}" if world > 1 else ""))
-            with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16,
-                                enabled=args.precision == "bf16"):
-                result, items = synthesize(model, units, seeds, method, prior=prior,
-                                           progress=lambda i, k, s: (bar.update(1),
-                                                                     bar.set_postfix(act=f"{s.nanmean():.2f}")))
-            with torch.no_grad():
-                logits = model(result.images)
-            rows = []
-            for row, (unit, seed) in enumerate(items):
-                key = (str(unit), seed)
-                if key in kept:
-                    continue
-                failed = result.failed[row] if result.failed else None
-                prob = None
-                if failed is None and output_layer(model, unit.layer):
-                    prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
-                rows.append(manifest_row(args, method, result, row, unit, seed, prob, files[key], failed))
-                if failed is None:
-                    save_image(result.images[row], part.file(files[key]))
-            part.append(rank, rows)
-
-
-def _merge(folder, part, kept: dict, order: list) -> tuple[dict, dict]:
-    """Rank 0, once every rank is done: bring the part folder's PNGs into --out's temporary folder. Returns (manifest
-    rows, images (C, H, W)), both keyed by (address, seed); a finished row wins over a failed one."""
-    from dgn_am.imageio import read_image
-
-    rows = dict(kept)
-    for row in part.rows():
-        key = (row["settings"]["address"], row["seed"])
-        if row["failed"] is None and part.file(row["path"]).is_file():
-            link_into(part.file(row["path"]), folder.file(row["path"]))
-            rows[key] = row
-        elif key not in rows:
-            rows[key] = row
-    missing = [k for k in order if k not in rows]
-    if missing:
-        raise RuntimeError(f"{len(missing)} items have no row after every rank finished (first: {missing[0]})")
-    cells = {k: read_image(folder.file(rows[k]["path"])) for k in order if rows[k]["failed"] is None}
-    return rows, cells
-
-
-def _write_grid(model, units, order: list, cells: dict, folder) -> None:
-    """grid.png: one row per unit, one column per seed, labelled with the unit (and class name); failed items
-    are left blank."""
+def _write_grid(model, units, order: list, cells: dict, folder, by_seed: bool = False) -> None:
+    """grid.png: one row per unit (or expression), one column per seed, labelled with the unit (and class name);
+    by_seed (an interpolation): one row per seed, one column per frame. Failed items are left blank."""
     from dgn_am.imageio import make_grid, save_labelled_grid
 
     if not cells:
         return
     blank = torch.ones_like(next(iter(cells.values())))
-    grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(units))
     names = getattr(model, "class_names", None)
-    labels = [f"{u} {names[u.index]}" if names and u.index < len(names) and output_layer(model, u.layer)
-              else str(u) for u in units]
-    save_labelled_grid(grid, labels, folder.file("grid.png"), rows=len(units),
+    if by_seed:
+        seeds = list(dict.fromkeys(s for _, s in order))
+        order = [(str(u), s) for s in seeds for u in units]
+        labels = [f"seed {s}" for s in seeds]
+    else:
+        labels = [f"{u} {names[u.index]}" if names and u.layer and u.index < len(names)
+                  and output_layer(model, u.layer) else str(u) for u in units]
+    grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(labels))
+    save_labelled_grid(grid, labels, folder.file("grid.png"), rows=len(labels),
                        scale=max(1, 112 // max(model.input_spec.size)))
+
+
+def _file_names(units: list, seeds: list, method_name: str) -> dict:
+    """{(address, seed): PNG name}: fc8_u3_s0_NAME.png for units, objective_s0_NAME.png for an expression,
+    frame03_s0_NAME.png for the frames of an interpolation."""
+    def stem(i: int, u) -> str:
+        if not isinstance(u, ObjectiveTarget):
+            return unit_stem(u)
+        return "objective" if u.to is None else f"frame{i:02d}"
+
+    return {(str(u), s): f"{stem(i, u)}_s{s}_{method_name}.png" for i, u in enumerate(units) for s in seeds}
 
 
 def _report_outcome(args, rows: dict, kept: dict, seconds: float) -> None:
@@ -252,7 +229,7 @@ def cmd_synthesize(args) -> int:
     ranks = Ranks.from_env()
     torch.set_num_threads(thread_count(args.threads, ranks.local_world))
     model, method, units, seeds, prior = _prepare(args)
-    files = {(str(u), s): f"{unit_stem(u)}_s{s}_{method.name}.png" for u in units for s in seeds}
+    files = _file_names(units, seeds, method.name)
     if len(set(files.values())) < len(files):  # layer names that differ only in characters a file name cannot hold
         raise UsageError("two units would be written to the same file name; address them in separate runs")
     signature = run_signature(args, method.name, method.rescaled(model.input_spec.size).settings())
@@ -260,8 +237,8 @@ def cmd_synthesize(args) -> int:
     order = [(str(u), s) for u in units for s in seeds]
     folder, part = OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume), PartFolder(args.out)
     with Group(ranks) as group:
-        size = group.from_rank0(lambda: _chunk_size(args, model, method, units, seeds, prior))
-        kept = group.from_rank0(lambda: _open_run(args, folder, part, files, signature))
+        size = group.from_rank0(lambda: chunk_size(args, model, method, units, seeds, prior))
+        kept = group.from_rank0(lambda: open_run(args, folder, part, files, signature))
         chunks = [units[lo: lo + size] for lo in range(0, len(units), size)]  # the same in every run: same results
         todo = [c for c in chunks if any((str(u), s) not in kept for u in c for s in seeds)]
         if ranks.rank == 0 and 0 < len(todo) < ranks.world:
@@ -269,12 +246,12 @@ def cmd_synthesize(args) -> int:
                   "--batch-size or --max-memory makes more chunks", file=sys.stderr)
         torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
         try:
-            _run_chunks(args, model, method, ranks.take(todo), seeds, prior, files, kept, part, ranks.rank,
+            run_chunks(args, model, method, ranks.take(todo), seeds, prior, files, kept, part, ranks.rank,
                         ranks.world)
             group.barrier()
             if ranks.rank == 0:
-                rows, cells = _merge(folder, part, kept, order)
-                _write_grid(model, units, order, cells, folder)
+                rows, cells = merge_parts(folder, part, kept, order)
+                _write_grid(model, units, order, cells, folder, by_seed=bool(args.interpolate))
                 lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
                 atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
                 folder.commit()
@@ -298,9 +275,21 @@ def add_commands(sub) -> None:
                        description="Optimize preferred inputs for every (unit, seed) pair and write PNGs, "
                                    "grid.png (one row per unit) and manifest.jsonl to --out.")
     add_model_args(p)
-    p.add_argument("--units", nargs="+", default=["fc8:0-9"],
+    p.add_argument("--units", nargs="+", default=None,
                    help="unit addresses: fc8:3, fc8:0-9, fc8:1,5,7, conv5:12, conv5:12@mean, conv5:12@3,4 "
-                        "(default: %(default)s)")
+                        "(default: fc8:0-9)")
+    p.add_argument("--objective", default=None, metavar="EXPR",
+                   help="maximize an expression instead of units: 'fc8:3 - 0.5 * fc8:5', 'conv5:12@mean', "
+                        "'layer:conv4', 'logprob:fc8:3', 'direction:fc6=dir.npy', 'diversity:conv3'; one that "
+                        "begins with + or - is added to each --units objective ('+ 0.1 * diversity:conv3')")
+    p.add_argument("--interpolate", nargs=2, default=None, metavar=("A", "B"),
+                   help="a row of --frames images per seed moving from objective A to objective B; every frame "
+                        "of a row starts from the seed's start and shares its path (--share)")
+    p.add_argument("--frames", type=int, default=8, help="frames of --interpolate (default: %(default)s)")
+    p.add_argument("--share", type=finite_float, default=0.02,
+                   help="--interpolate: after each step, move each frame this fraction of the way to the mean of "
+                        "its row (Olah's shared parameterization; 0: frames only share their start; default: "
+                        "%(default)s)")
     p.add_argument("--seeds", type=int, default=4, help="number of seeds per unit (default: %(default)s)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
     p.add_argument("--method", default=None, help="a method name (default: simonyan); `dgn-am methods` lists them")
@@ -330,18 +319,7 @@ def add_commands(sub) -> None:
                    "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
                    "reference's script 3), its pixels for pixel methods")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once); a batch holds "
-                   "whole units, each with all its seeds")
-    p.add_argument("--max-memory", default=None, metavar="SIZE", help="cut the batches to fit this memory, e.g. 2GB "
-                   "or 512MiB (estimated from one probe step; the Python and torch runtime are not counted)")
-    p.add_argument("--precision", choices=("float32", "bf16"), default="float32", help="bf16: run the networks "
-                   "under bfloat16 autocast, about 2x faster on a CPU with bf16 support but not the same images as "
-                   "float32 (docs/speed.md; default: %(default)s)")
-    p.add_argument("--channels-last", action="store_true", help="run the networks in channels_last memory format: "
-                   "faster on a CPU here, and the same arithmetic in another order, so not bit-identical images "
-                   "(docs/speed.md)")
-    p.add_argument("--threads", default=None, metavar="N|auto", help="torch threads per process (default: "
-                   "OMP_NUM_THREADS if set, else 'auto': the cores divided by the processes on this machine)")
+    _add_scale_args(p)
     p.add_argument("--out", required=True, help="output folder; written in a temporary folder beside it and "
                    "renamed into place when complete")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -350,3 +328,19 @@ def add_commands(sub) -> None:
                    "must match the run that made them")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_synthesize)
+
+
+def _add_scale_args(p) -> None:
+    """How the work runs: batches, memory, precision, memory format, threads (README, "Thousands of units")."""
+    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once); a batch holds "
+                   "whole units, each with all its seeds")
+    p.add_argument("--max-memory", default=None, metavar="SIZE", help="cut the batches to fit this memory, e.g. 2GB "
+                   "or 512MiB (estimated from one probe step; the Python and torch runtime are not counted)")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32", help="bf16: run the networks "
+                   "under bfloat16 autocast, faster on a CPU with bf16 support but not the same images as "
+                   "float32 (docs/speed.md; default: %(default)s)")
+    p.add_argument("--channels-last", action="store_true", help="run the networks in channels_last memory format: "
+                   "faster on a CPU here, and the same arithmetic in another order, so not bit-identical images "
+                   "(docs/speed.md)")
+    p.add_argument("--threads", default=None, metavar="N|auto", help="torch threads per process (default: "
+                   "OMP_NUM_THREADS if set, else 'auto': the cores divided by the processes on this machine)")

@@ -140,8 +140,10 @@ def record_chain(model: nn.Module, x: torch.Tensor) -> Chain:
     prev = x.detach()
     if root is not model and spec is not None and root_input:
         std = torch.tensor(spec.std, dtype=x.dtype, device=x.device)
-        if torch.allclose(spec.normalize(prev), root_input[0]):
-            steps.append(Step("input normalization", "affine", prev, root_input[0], scale=1 / std))
+        per_channel = getattr(spec, "order", "rgb") == "rgb"  # a BGR input reorders channels: not per channel
+        if per_channel and torch.allclose(spec.normalize(prev), root_input[0]):
+            steps.append(Step("input normalization", "affine", prev, root_input[0],
+                              scale=getattr(spec, "scale", 1.0) / std))
         else:
             steps.append(Step("'input' -> the network's input", "break", prev, root_input[0]))
         prev = root_input[0]

@@ -33,12 +33,15 @@ class FmnistCaffeNet(nn.Module):
     """CaffeNet-shaped classifier: conv1..conv5, fc6, fc7, fc8.
 
     Layer outputs (for a 28x28 input): conv1 (32, 28, 28), conv2 (64, 14, 14), conv3 (96, 7, 7),
-    conv4 (96, 7, 7), conv5 (64, 7, 7), fc6 (code_dim,), fc7 (512,), fc8 (10,) raw logits.
+    conv4 (96, 7, 7), conv5 (64, 7, 7), fc6 (code_dim,), fc7 (512,), fc8 (10,) raw logits. Another input `size`
+    (64 for the RGB ImageFolder recipe) changes only the spatial sizes and fc6's input: 64 * (size // 8)^2.
     fc6 is post-ReLU, so every unit is >= 0: the code layer a prior inverts, as CaffeNet's fc6 in DGN-AM.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, code_dim: int = 512) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, code_dim: int = 512, size: int = 28) -> None:
         super().__init__()
+        if size < 8:
+            raise ValueError(f"FmnistCaffeNet needs images of at least 8x8 pixels (three 2x2 poolings), got {size}")
         self.conv1 = _conv(in_channels, 32)
         self.pool1 = nn.MaxPool2d(2)  # 28 -> 14
         self.conv2 = _conv(32, 64)
@@ -48,14 +51,15 @@ class FmnistCaffeNet(nn.Module):
         self.conv5 = _conv(96, 64)
         self.pool5 = nn.MaxPool2d(2)  # 7 -> 3
         self.flatten = nn.Flatten()
-        self.fc6 = nn.Sequential(nn.Linear(64 * 3 * 3, code_dim), nn.ReLU())
+        side = size // 2 // 2 // 2  # 28 -> 14 -> 7 -> 3
+        self.fc6 = nn.Sequential(nn.Linear(64 * side * side, code_dim), nn.ReLU())
         self.drop6 = nn.Dropout(0.5)
         self.fc7 = nn.Sequential(nn.Linear(code_dim, 512), nn.ReLU())
         self.drop7 = nn.Dropout(0.5)
         self.fc8 = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, 28, 28) normalized -> (B, num_classes) logits."""
+        """x: (B, C, size, size) normalized -> (B, num_classes) logits."""
         x = self.pool1(self.conv1(x))
         x = self.pool2(self.conv2(x))
         x = self.pool5(self.conv5(self.conv4(self.conv3(x))))
@@ -91,7 +95,8 @@ class FmnistResNet(nn.Module):
     pool (96,) penultimate features, fc (10,) raw logits.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 24) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 24, size: int = 28) -> None:
+        """size: input side; any size works (global pooling), it is accepted so every architecture takes it."""
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.layer1 = BasicBlock(width, width, 1)

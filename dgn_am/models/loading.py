@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from dgn_am.models.caffenet import CaffeNet
 from dgn_am.models.fmnist import CLASSES, FASHION_MNIST_INPUT, FmnistCaffeNet, FmnistResNet
 from dgn_am.models.spec import IMAGENET_INPUT, InputSpec, check_images
 
@@ -22,6 +23,8 @@ ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "fmnist-caffenet": FmnistCaffeNet,
     "fmnist-resnet": FmnistResNet,
 }
+# what a model file (`save_model`) may name as its "arch": the trainable ones and CaffeNet (dgn-am import-caffe)
+FILE_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {**ARCHITECTURES, "caffenet": CaffeNet}
 SHIPPED: dict[str, tuple[str, InputSpec, str]] = {
     "fmnist-caffenet": ("fmnist-caffenet", FASHION_MNIST_INPUT, "fmnist-caffenet.safetensors"),
     "fmnist-resnet": ("fmnist-resnet", FASHION_MNIST_INPUT, "fmnist-resnet.safetensors"),
@@ -92,6 +95,12 @@ def write_state_dict(path: str | Path, state: dict[str, torch.Tensor], metadata:
 def load_weights(net: nn.Module, path: str | Path) -> dict[str, str]:
     """Load a state_dict into net, with an error that names the mismatch. Returns the file's metadata."""
     state, meta = read_state_dict(path)
+    _load_state(net, state, path)
+    return meta
+
+
+def _load_state(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """net.load_state_dict(state) after checking names and shapes, with an error that names the mismatch."""
     if state and all(k.startswith("net.") for k in state):
         state = {k[4:]: v for k, v in state.items()}
     # checked before loading: load_state_dict raises a bare RuntimeError on a shape mismatch, even with strict=False
@@ -105,20 +114,64 @@ def load_weights(net: nn.Module, path: str | Path) -> dict[str, str]:
             f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {mismatched[:5]}"
         )
     net.load_state_dict(state)
-    return meta
+
+
+MEAN_IMAGE_KEY = "input_mean_image"  # a model file's per-pixel input mean (C, H, W), beside the weights
+
+
+def save_model(path: str | Path, net: nn.Module, arch: str, arch_args: dict, spec: InputSpec,
+               class_names: tuple[str, ...] | None = None, provenance: dict | None = None) -> None:
+    """A self-describing model file (.safetensors): the weights, and metadata naming the architecture
+    (FILE_ARCHITECTURES[arch](**arch_args)), the InputSpec (its per-pixel mean as a tensor) and the class names,
+    so that `load_model(path)` rebuilds the model with no other flag."""
+    if arch not in FILE_ARCHITECTURES:
+        raise ValueError(f"unknown architecture '{arch}'; available: {', '.join(FILE_ARCHITECTURES)}")
+    state = dict(net.state_dict())
+    if spec.mean_image is not None:
+        state[MEAN_IMAGE_KEY] = spec.mean_image
+    meta = {"arch": arch, "arch_args": arch_args, "input_spec": spec.to_dict(), **(provenance or {})}
+    if class_names is not None:
+        meta["class_names"] = list(class_names)
+    write_state_dict(path, state, meta)
+
+
+def _model_file(path: Path) -> tuple[nn.Module, InputSpec, tuple[str, ...] | None]:
+    """The network, input spec and class names of a model file written by `save_model` or train-classifier."""
+    state, meta = read_state_dict(path)
+    arch = meta.get("arch")
+    if arch not in FILE_ARCHITECTURES or "input_spec" not in meta:
+        raise ValueError(f"{path} is not a model file (its metadata lacks a known 'arch' and 'input_spec'); for bare "
+                         "weights give --model ARCHITECTURE --weights FILE")
+    spec = InputSpec.from_dict(json.loads(meta["input_spec"]), state.pop(MEAN_IMAGE_KEY, None))
+    if "arch_args" in meta:
+        args = json.loads(meta["arch_args"])
+    else:  # train-classifier's files before arch_args: the classes and channels are recorded apart
+        args = {"num_classes": int(meta.get("num_classes", 10)), "in_channels": spec.channels}
+    net = FILE_ARCHITECTURES[arch](**args)
+    _load_state(net, state, path)
+    names = json.loads(meta["class_names"]) if "class_names" in meta else None
+    return net, spec, tuple(names) if names else None
 
 
 def load_model(spec: str, weights: str | Path | None = None, device: str | torch.device = "cpu") -> TargetModel:
     """Return an eval-mode model that takes (B, C, H, W) images in [0, 1].
 
     spec:
+      - a model file FILE.safetensors (from dgn-am import-caffe or train-classifier): architecture, input convention
+        and class names are read from it;
       - a shipped name: fmnist-caffenet, fmnist-resnet, fmnist-caffenet-s1 (weights default to checkpoints/);
       - torchvision:NAME, e.g. torchvision:resnet50, with weights=FILE or weights="random";
       - package.module:factory, a callable returning an nn.Module that has an `input_spec` attribute
         (an InputSpec or its dict), with optional weights=FILE.
     """
     class_names = None
-    if spec in SHIPPED:
+    if spec.endswith(".safetensors") and ":" not in spec.split("/")[-1]:
+        if weights is not None:
+            raise ValueError(f"--model {spec} is a model file with its own weights; leave out --weights")
+        if not Path(spec).is_file():
+            raise FileNotFoundError(f"model file not found: {spec}")
+        net, input_spec, class_names = _model_file(Path(spec))
+    elif spec in SHIPPED:
         arch, input_spec, filename = SHIPPED[spec]
         class_names = CLASSES
         net = ARCHITECTURES[arch]()
@@ -132,7 +185,7 @@ def load_model(spec: str, weights: str | Path | None = None, device: str | torch
             load_weights(net, path)
     elif spec.startswith("torchvision:"):
         net, input_spec = _torchvision(spec.split(":", 1)[1], weights)
-        class_names = _imagenet_categories(spec.split(":", 1)[1])
+        class_names = imagenet_categories(spec.split(":", 1)[1])
     elif ":" in spec:
         net, input_spec = _factory(spec, weights)
         class_names = getattr(net, "class_names", None)
@@ -166,7 +219,7 @@ def _torchvision(name: str, weights: str | Path | None) -> tuple[nn.Module, Inpu
     return net, spec
 
 
-def _imagenet_categories(name: str) -> tuple[str, ...] | None:
+def imagenet_categories(name: str) -> tuple[str, ...] | None:
     """ImageNet class names from torchvision's weights metadata (bundled with torchvision: nothing is downloaded),
     for architectures whose published weights are ImageNet classifiers."""
     import torchvision

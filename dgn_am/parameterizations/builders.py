@@ -34,15 +34,16 @@ def _pixels(method: "Method", model: torch.nn.Module, items: Items, prior: Any) 
     """init "zeros" / "randn": x = normalization mean + p. init "mean-image": x = mean image + p, p ~ N(0, init_std^2);
     the mean image is option "mean_image" (a file or a (C, H, W) tensor) or dgn_am.parameterizations.mean_image's
     default (the Fashion-MNIST training mean for Fashion-MNIST models, else the flat normalization mean).
-    Option "init_image" (C, H, W) starts every item from that image."""
+    Option "init_image" (C, H, W) starts every item from that image; option "decorrelate" (default: True for RGB
+    models) optimizes decorrelated colour components instead of RGB pixels."""
     spec = model.input_spec
     opts = dict(method.options)
     shape = (spec.channels, *spec.size)
     if method.init == "mean-image" and "init_image" not in opts:
         return PixelParam(shape, centre=mean_image(spec, opts.get("mean_image")), init="randn",
-                          init_std=method.init_std, box=opts.get("box", True))
-    return PixelParam(shape, centre=spec.mean, init=opts.get("init_image", method.init),
-                      init_std=method.init_std, box=opts.get("box", True))
+                          init_std=method.init_std, box=opts.get("box", True), decorrelate=opts.get("decorrelate"))
+    return PixelParam(shape, centre=spec.unit_mean(), init=opts.get("init_image", method.init),
+                      init_std=method.init_std, box=opts.get("box", True), decorrelate=opts.get("decorrelate"))
 
 
 def _fourier(method: "Method", model: torch.nn.Module, items: Items, prior: Any) -> Parameterization:
@@ -66,6 +67,10 @@ def _code(method: "Method", model: torch.nn.Module, items: Items, prior: Any) ->
                          "(shipped: fmnist-fc6) or prior=dgn_am.load_prior(...)")
     opts = dict(method.options)
     init = opts.get("init_codes", method.init)
+    if init == "bank-unit" and not all(isinstance(u, Unit) for u, _ in items):
+        raise ValueError(f"method {method.name} starts from bank images its unit wins (init 'bank-unit'); an "
+                         "objective expression has no one unit: use a method with init 'bank' or 'stats' "
+                         "(e.g. --method dgn-am-anchor or dgn-am-stats)")
     starts = unit_bank_starts(model, items, prior) if init == "bank-unit" else None
     return CodeParam(prior, model.input_spec, init=init, init_std=method.init_std, clip=opts.get("clip", True),
                      clamp=opts.get("clamp", True), starts=starts)

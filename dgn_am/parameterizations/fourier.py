@@ -13,6 +13,13 @@ from dgn_am.parameterizations.base import Init, Parameterization, seeded_normal
 IMAGENET_COLOUR_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
 
 
+def decorrelation_matrix(colour: Sequence[Sequence[float]] | torch.Tensor | None = None) -> torch.Tensor:
+    """(3, 3) float32: `colour` (default IMAGENET_COLOUR_SQRT) scaled so its largest column has unit norm;
+    rgb = matrix @ decorrelated, per pixel."""
+    m = torch.as_tensor(IMAGENET_COLOUR_SQRT if colour is None else colour, dtype=torch.float32)
+    return m / m.norm(dim=0).max()
+
+
 def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> torch.Tensor:
     """(H, W // 2 + 1) float32: 1 / max(|f|, 1 / max(H, W))^decay_power, |f| in cycles per pixel of each rfft2 bin."""
     fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
@@ -45,7 +52,7 @@ class FourierParam(Parameterization):
         m = torch.as_tensor(IMAGENET_COLOUR_SQRT if colour is None else colour, dtype=torch.float32)
         if self.decorrelate and tuple(m.shape) != (c, c):
             raise ValueError(f"colour matrix has shape {tuple(m.shape)}; it must be ({c}, {c})")
-        self.colour = m / m.norm(dim=0).max() if self.decorrelate else None  # (C, C): rgb = colour @ decorrelated
+        self.colour = decorrelation_matrix(m) if self.decorrelate else None  # (C, C): rgb = colour @ decorrelated
         self.scale = spectrum_scale(h, w, decay_power)  # (H, W // 2 + 1)
         self.decay_power, self.init_mode, self.init_std, self.gain = decay_power, init, init_std, gain
 

@@ -1,0 +1,179 @@
+"""`dgn-am texture` and `dgn-am style`: Gram-matrix texture synthesis and style transfer (Gatys et al.) over pixels
+or a generator prior's code. Argument parsing and file output only; the work happens in `dgn_am.texture`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from dgn_am.cli.common import MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target
+from dgn_am.errors import UsageError, bounded_int, finite_float, strict_dumps
+
+
+def _check(args) -> None:
+    """Counts, step size and weights within bounds, before anything is loaded or written."""
+    from dgn_am.outdir import OutputFolder
+
+    bounded_int(args.seeds, "--seeds", 1, MAX_IMAGES)
+    bounded_int(args.first_seed, "--first-seed", 0, MAX_SEED - args.seeds + 1)
+    bounded_int(args.steps, "--steps", 1, MAX_STEPS)
+    if args.lr is not None and args.lr <= 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}")
+    for flag in ("content_weight", "style_weight"):
+        if getattr(args, flag, 0) < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    OutputFolder(args.out, overwrite=args.overwrite, manifest=None).precheck()
+
+
+def _image(path: str, model) -> torch.Tensor:
+    """The image file as the model takes it, (1, C, H, W) in [0, 1], on the model's device."""
+    from dgn_am.imageio import load_image
+    from dgn_am.layers import device_and_dtype
+
+    return load_image(path, model.input_spec).to(device_and_dtype(model)[0])
+
+
+def _param(args, model, start: torch.Tensor | None):
+    """pixels (from noise, or from `start` (1, C, H, W)) or the prior's code (from code statistics, or from
+    start's code); and the prior (None for pixels)."""
+    from dgn_am.texture import code_start, pixel_start
+
+    if args.parameterization == "pixels":
+        return pixel_start(model, None if start is None else start[0].cpu()), None
+    from dgn_am.priors import encode, load_prior
+
+    prior = load_prior(args.prior, device=args.device)
+    return code_start(model, prior, None if start is None else encode(prior, start)[0]), prior
+
+
+def _run(args, model, objective, param) -> tuple:
+    """Optimize for every seed with a progress bar; (Result, seeds)."""
+    from tqdm import tqdm
+
+    from dgn_am.texture import run_texture
+
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    with tqdm(total=args.steps, desc=args.command, unit="step", disable=args.quiet) as bar:
+        result = run_texture(model, objective, param, seeds, args.steps, args.lr,
+                             progress=lambda i, n, s: (bar.update(1), bar.set_postfix(loss=f"{-s.mean():.3g}")))
+    return result, seeds
+
+
+def _write(args, model, shown: list, result, seeds: list, record: dict) -> None:
+    """One PNG per seed, grid.png (the given images, then one column per seed) and COMMAND.json."""
+    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
+    from dgn_am.outdir import OutputFolder
+
+    scale = max(1, 112 // max(model.input_spec.size))
+    images = result.images.cpu()
+    record["images"] = []
+    with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
+        for seed, image, value in zip(seeds, images, result.activations.tolist()):
+            name = f"{args.command}_s{seed}.png"
+            save_image(image, folder.file(name), scale=scale)
+            record["images"].append({"seed": seed, "path": name, "objective": value})
+        cells = torch.cat([torch.cat([x.cpu() for _, x in shown]), images])
+        save_labelled_grid(make_grid(cells, rows=1), [" | ".join([n for n, _ in shown] + ["seeds"])],
+                           folder.file("grid.png"), rows=1, scale=scale)
+        atomic_write(folder.file(f"{args.command}.json"),
+                     lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1) + "\n"))
+
+
+def _settings(args) -> dict:
+    keys = ("command", "model", "weights", "device", "parameterization", "prior", "seeds", "first_seed", "steps",
+            "lr", "image", "layers", "weights_per_layer", "content", "style", "content_layer", "style_layers",
+            "content_weight", "style_weight", "init")
+    out = {k: getattr(args, k) for k in keys if hasattr(args, k)}
+    if args.parameterization == "pixels":
+        out.pop("prior")
+    return out
+
+
+def cmd_texture(args) -> int:
+    from dgn_am.texture import style_losses, texture_objective
+
+    _check(args)
+    model = load_target(args)
+    example = _image(args.image, model)
+    objective = texture_objective(model, example, args.layers, args.weights_per_layer)
+    param, _ = _param(args, model, None)
+    torch.manual_seed(0)  # nothing should draw from the global RNG; this makes a stray draw repeat
+    result, seeds = _run(args, model, objective, param)
+    start = style_losses(model, param.to_image(param.init(seeds, example.device, example.dtype)), objective)
+    record = {"settings": _settings(args), "style_loss_start": start,
+              "style_loss": style_losses(model, result.images, objective)}
+    _write(args, model, [("example", example)], result, seeds, record)
+    if not args.quiet:
+        print(f"wrote {len(seeds)} textures to {args.out} (style loss {sum(start['total']) / len(seeds):.3g} at the "
+              f"start, {sum(record['style_loss']['total']) / len(seeds):.3g} at the end)")
+    return 0
+
+
+def cmd_style(args) -> int:
+    from dgn_am.texture import part_losses, style_parts
+
+    _check(args)
+    model = load_target(args)
+    content, style = _image(args.content, model), _image(args.style, model)
+    parts = style_parts(model, content, style, args.content_layer, args.style_layers)
+    objective = args.content_weight * parts[0] + args.style_weight * parts[1]
+    param, _ = _param(args, model, content if args.init == "content" else None)
+    torch.manual_seed(0)
+    result, seeds = _run(args, model, objective, param)
+    start = param.to_image(param.init(seeds, content.device, content.dtype))
+    (c0, s0), (c1, s1) = part_losses(model, start, parts), part_losses(model, result.images, parts)
+    record = {"settings": _settings(args), "content_loss_start": c0, "style_loss_start": s0, "content_loss": c1,
+              "style_loss": s1}
+    _write(args, model, [("content", content), ("style", style)], result, seeds, record)
+    if not args.quiet:
+        print(f"wrote {len(seeds)} images to {args.out} (style loss {s0[0]:.3g} -> {s1[0]:.3g}, content loss "
+              f"{c0[0]:.3g} -> {c1[0]:.3g}, seed {seeds[0]})")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, lr: float, seeds: int) -> None:
+    add_model_args(p)
+    p.add_argument("--parameterization", choices=("pixels", "code"), default="pixels",
+                   help="optimize pixels, or the code of the generator prior --prior (default: %(default)s)")
+    p.add_argument("--prior", default="fmnist-fc6", help="generator prior for --parameterization code "
+                   "(default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=seeds, help="images made, one per seed; the seed draws the noise or "
+                   "random code a run starts from (default: %(default)s)")
+    p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=300, help="Adam steps (default: %(default)s)")
+    p.add_argument("--lr", type=finite_float, default=lr, help="Adam step size: pixels in [0, 1] units, or code "
+                   "units (default: %(default)s)")
+    p.add_argument("--out", required=True, help="output folder (written beside it, renamed into place at the end)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def add_commands(sub) -> None:
+    """Add `texture` and `style` to the dgn-am subcommands."""
+    p = sub.add_parser("texture", help="synthesize textures that match an example's Gram matrices (Gatys et al.)",
+                       description="Texture synthesis: match the Gram matrices of an example image at chosen layers "
+                                   "of the target, from white noise (pixels) or from random real-like codes (code).")
+    _common(p, 0.03, 3)
+    p.add_argument("--image", required=True, help="the example image file")
+    p.add_argument("--layers", nargs="+", default=["conv1", "conv2", "conv3"],
+                   help="layers whose Gram matrices are matched (spatial layers; default: %(default)s)")
+    p.add_argument("--weights-per-layer", nargs="+", type=finite_float, default=None, metavar="W",
+                   help="one weight per layer (default: 1 / number of layers each)")
+    p.set_defaults(func=cmd_texture)
+    p = sub.add_parser("style", help="style transfer: one image's content in another's style (Gatys et al.)",
+                       description="Minimize content_weight * content loss (at --content-layer) + style_weight * "
+                                   "Gram loss of --style (at --style-layers).")
+    _common(p, 0.01, 1)
+    p.add_argument("--content", required=True, help="content image file")
+    p.add_argument("--style", required=True, help="style image file")
+    p.add_argument("--content-layer", default="conv4", help="layer whose features are kept (default: %(default)s)")
+    p.add_argument("--style-layers", nargs="+", default=["conv1", "conv2", "conv3"],
+                   help="layers whose Gram matrices are matched (default: %(default)s)")
+    p.add_argument("--content-weight", type=finite_float, default=1e-5, help="alpha (default: %(default)s)")
+    p.add_argument("--style-weight", type=finite_float, default=1.0, help="beta (default: %(default)s)")
+    p.add_argument("--init", choices=("content", "noise"), default="content",
+                   help="start from the content image (its code, with --parameterization code) or from noise / "
+                        "random codes (default: %(default)s); from the content image every seed gives the same image")
+    p.set_defaults(func=cmd_style)
