@@ -15,6 +15,8 @@ One module per command group, all sharing `common`; none imports another:
     invert         dgn-am invert (feature inversion)
     dream          dgn-am dream (DeepDream)
     import_caffe   dgn-am import-caffe
+
+Besides `common`, `chunks` holds synthesize's running part (chunks, the part folder, merging the ranks' parts).
 """
 
 from __future__ import annotations
