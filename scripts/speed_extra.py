@@ -101,7 +101,7 @@ def _bare_step(module, x: torch.Tensor, opt_g, opt_d, last_adv: float | None) ->
     h, x_rec = module.reconstruct(x)
     module.generator.requires_grad_(False)
     d_loss = discriminator_loss(module.discriminator(x, h), module.discriminator(x_rec.detach(), h))
-    if last_adv is None or float(d_loss) >= hp.d_pause * last_adv:
+    if last_adv is None or float(d_loss.detach()) >= hp.d_pause * last_adv:
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
