@@ -83,8 +83,8 @@ def report(e: BaseException, prog: str, debug: bool = False) -> int:
     if debug:
         traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
     if isinstance(e, KeyboardInterrupt):
-        print(f"{prog}: interrupted; nothing was written to --out (its temporary folder, if any, was removed)",
-              file=sys.stderr)
+        print(f"{prog}: interrupted; nothing was written to --out (its temporary folder, if any, was removed)"
+              f"{_notes(e)}", file=sys.stderr)
         return INTERRUPTED
     if isinstance(e, ItemsFailed):
         print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
@@ -93,11 +93,16 @@ def report(e: BaseException, prog: str, debug: bool = False) -> int:
         print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     if isinstance(e, OSError) and _os_message(e):
-        print(f"{prog}: error: {_os_message(e)}", file=sys.stderr)
+        print(f"{prog}: error: {_os_message(e)}{_notes(e)}", file=sys.stderr)
         return 2
     hint = "" if debug else " (rerun with --debug for the traceback)"
-    print(f"{prog}: unexpected error: {type(e).__name__}: {_one_line(str(e))}{hint}", file=sys.stderr)
+    print(f"{prog}: unexpected error: {type(e).__name__}: {_one_line(str(e))}{hint}{_notes(e)}", file=sys.stderr)
     return 1
+
+
+def _notes(e: BaseException) -> str:
+    """The notes a command added to e (BaseException.add_note), as '; note' on the same line."""
+    return "".join(f"; {_one_line(n)}" for n in getattr(e, "__notes__", []))
 
 
 def _one_line(text: str) -> str:

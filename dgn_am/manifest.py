@@ -14,6 +14,15 @@ from typing import Any
 from dgn_am.errors import UsageError, strict_dumps
 
 
+# how the networks ran, which changes the images (docs/speed.md): the flag's default for manifests made before it
+RUN_OPTIONS = {"precision": "float32", "channels_last": False}
+
+
+def run_options(args: Any) -> dict:
+    """The RUN_OPTIONS of a run, from its parsed flags."""
+    return {k: getattr(args, k, v) for k, v in RUN_OPTIONS.items()}
+
+
 def manifest_row(args: Any, method: Any, result: Any, row: int, unit: Any, seed: int, prob: float | None,
                  path: str, failed: str | None) -> dict:
     """The manifest row of item `row` of an engine Result. args: the parsed synthesize flags; method: the Method
@@ -27,21 +36,22 @@ def manifest_row(args: Any, method: Any, result: Any, row: int, unit: Any, seed:
         "stopped_at": result.stopped_at[row] if result.stopped_at else -1,
         "path": None if failed else path, "failed": failed,
         "settings": {**result.settings, "weights": args.weights, "prior": args.prior, "address": str(unit),
-                     "device": args.device, "init_image": args.init_image},
+                     "device": args.device, "init_image": args.init_image, **run_options(args)},
     }
 
 
 def run_signature(args: Any, name: str, method_settings: dict) -> dict:
     """What every kept row must share with this run: method name and settings (as synthesize records them, after
-    rescaling to the model), model, weights, prior and start image."""
+    rescaling to the model), model, weights, prior, start image, precision and memory format."""
     return {"name": name, "model": args.model, "weights": args.weights, "prior": args.prior,
-            "init_image": args.init_image, "method": json.loads(strict_dumps(method_settings))}
+            "init_image": args.init_image, "method": json.loads(strict_dumps(method_settings)), **run_options(args)}
 
 
 def _row_signature(row: dict) -> dict:
     settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
     return {"name": row.get("method"), "model": row.get("model"), "weights": settings.get("weights"),
-            "prior": settings.get("prior"), "init_image": settings.get("init_image"), "method": settings.get("method")}
+            "prior": settings.get("prior"), "init_image": settings.get("init_image"), "method": settings.get("method"),
+            **{k: settings.get(k, v) for k, v in RUN_OPTIONS.items()}}  # older manifests: the defaults
 
 
 def kept_rows(previous: list[dict], expected: dict[tuple[str, int], str], signature: dict, out: Path,

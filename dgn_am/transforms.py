@@ -70,8 +70,12 @@ class Jitter:
         offsets = jitter_offsets(x.shape[0], self.pixels, gen)
         if self.pixels == 0:
             return x
-        return torch.stack([torch.roll(x[b], (int(dy), int(dx)), dims=(-2, -1))
-                            for b, (dy, dx) in enumerate(offsets.tolist())])
+        b, c, h, w = x.shape
+        offsets = offsets.to(x.device)
+        rows = (torch.arange(h, device=x.device) - offsets[:, :1]) % h  # (B, H): out row i reads row i - dy
+        cols = (torch.arange(w, device=x.device) - offsets[:, 1:]) % w  # (B, W)
+        x = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))  # one gather per axis: the same values (and
+        return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # gradients) as a roll of each item
 
     def rescaled(self, factor: float) -> "Jitter":
         return dataclasses.replace(self, pixels=_scaled_pixels(self.pixels, factor))

@@ -14,6 +14,10 @@ own dependencies; Lucent 0.1.8 needs a kornia older than 0.6): `olah` batched ag
 a time, at equal steps, with the same parameterization (1/f Fourier, sigmoid, no colour decorrelation for a grey
 model), Adam 0.05, and `olah`'s transforms at the model's size (pad 2, jitter 1, scale 0.9-1.1, rotate 10 degrees,
 jitter 1; Lucent's jitter(2) shifts by 0-1 pixels, and it resizes back to 28 where the engine centre-crops).
+
+Also (scripts/speed_extra.py): the engine batched in channels_last, under bf16 autocast and with torch.compile,
+against float32 with the images' differences; and prior training under Lightning against a bare loop doing the
+same steps. Run it from the repository with `PYTHONPATH=.` so that it measures the checkout's code.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import speed_extra  # noqa: E402 - the variant and training rows, beside this script
 
 from dgn_am.imageio import atomic_write
 from dgn_am.layers import parse_units, read_units, run
@@ -109,6 +116,28 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
     return 2 * n ** 3 / statistics.median(timed(lambda: a @ b, repeats)) / 1e9
 
 
+def extra_lines(variants: dict, train: dict | None) -> list[str]:
+    """The Markdown of the variant rows (against float32) and the training rows (Lightning against a bare loop)."""
+    base = variants["float32"]["median"]
+    lines = ["", "| engine batched, variant | s / image, median [min, max] | x float32 | images vs float32 |",
+             "|---|---|---|---|"]
+    for name, r in variants.items():
+        same = "identical" if r["identical"] else f"max diff {r['max_abs_diff']:.3f}, mean {r['mean_abs_diff']:.4f}"
+        if "compile_seconds" in r:
+            same += f"; compiling took {r['compile_seconds']:.0f} s"
+        lines.append(f"| {name} | {r['median']:.4f} [{r['min']:.4f}, {r['max']:.4f}] | {r['median'] / base:.2f} | "
+                     f"{same} |")
+    if train:
+        lines += ["", f"| prior training, {train['steps']} steps of batch {train['batch']} | s / step, median "
+                      "[min, max] |", "|---|---|"]
+        for name in ("lightning", "bare loop"):
+            r = train[name]
+            lines.append(f"| {name} | {r['median']:.4f} [{r['min']:.4f}, {r['max']:.4f}] |")
+        lines += ["", f"Lightning's throughput is {train['lightning_throughput_over_bare']:.2f}x the bare loop's "
+                      "(its whole fit() call, setup included)."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fmnist-caffenet")
@@ -120,6 +149,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--one-at-a-time", type=int, default=8, help="items timed one by one (the rest is scaled)")
     p.add_argument("--out", default="docs/speed")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row (compiling takes "
+                   "about a minute on 2 cores)")
+    p.add_argument("--train-steps", type=int, default=20, help="prior training steps per repeat (0: no training "
+                   "rows)")
     args = p.parse_args(argv)
     model, prior = load_model(args.model), load_prior(args.prior)
     units, seeds = parse_units(args.units), list(range(args.seeds))
@@ -141,6 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows["olah, engine batched"] = [t / n for t in timed(lambda: synthesize(model, units, seeds, olah),
                                                              args.repeats)]
         rows["lucent render_vis, one at a time"] = [t / len(units) for t in timed(lucent, args.repeats)]
+    variants = speed_extra.variants(model, prior, units, seeds, method, args.repeats, not args.no_compile)
+    train = speed_extra.training(args.train_steps, args.repeats) if args.train_steps else None
     flops = step_flops(model, prior, units, seeds)
     bare = statistics.median(rows["bare loop (floor)"]) * n / args.steps  # seconds per step of the whole batch
     achieved, peak = flops / bare / 1e9, matmul_gflops()
@@ -154,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": {name: {"median": statistics.median(v), "min": min(v), "max": max(v), "seconds_per_image": v}
                  for name, v in rows.items()},
         "gflops": {"step_flops": flops, "bare_loop": achieved, "matmul_1024": peak, "fraction": achieved / peak},
+        "variants": variants, "training": train,
     }
     floor = result["rows"]["bare loop (floor)"]["median"]
     if lucent is not None:
@@ -174,6 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
         lines += ["", "Lucent is not installed, so its row is left out (see the script's docstring)."]
     lines += ["", f"Bare loop: {achieved:.1f} GFLOPS ({flops / 1e9:.2f} GFLOP per step of the batch) against "
                   f"{peak:.1f} GFLOPS for a 1024x1024 float32 matmul in the same run ({achieved / peak:.0%})."]
+    lines += extra_lines(variants, train)
     out = Path(args.out)
     atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))

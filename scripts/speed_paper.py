@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 
 
-def one(batch: int, steps: int) -> dict:
-    from dgn_am.layers import parse_units
-    from dgn_am.methods import get_method, synthesize
+def paper_size() -> tuple:
+    """(AlexNet target, DeePSiM fc6 prior), both with random weights."""
     from dgn_am.models.generators import Generator
     from dgn_am.models.loading import load_model
     from dgn_am.priors import Prior
@@ -36,7 +35,27 @@ def one(batch: int, steps: int) -> dict:
     target = load_model("torchvision:alexnet", weights="random")
     g = Generator("deepsim-fc6").eval().requires_grad_(False)
     d = g.config.code_dim
-    prior = Prior(g, torch.zeros(d), torch.full((d,), 11.85), torch.zeros(d), torch.ones(d), {"path": "random"})
+    return target, Prior(g, torch.zeros(d), torch.full((d,), 11.85), torch.zeros(d), torch.ones(d), {"path": "random"})
+
+
+def memory_estimate(batches: list[int]) -> dict:
+    """What --max-memory assumes for these batches (dgn_am.memory.estimate), in MB, to set beside the measured peaks."""
+    from dgn_am.layers import parse_units
+    from dgn_am.memory import estimate
+    from dgn_am.methods import get_method
+
+    target, prior = paper_size()
+    est = estimate(target, parse_units("classifier.6:0")[0], 0, get_method("dgn-am"), prior)
+    return {"fixed_mb": est.fixed / 1e6, "per_item_mb": est.per_item / 1e6,
+            "batches": {b: (est.fixed + b * est.per_item) / 1e6 for b in batches}}
+
+
+def one(batch: int, steps: int) -> dict:
+    from dgn_am.layers import parse_units
+    from dgn_am.methods import get_method, synthesize
+
+    target, prior = paper_size()
+    d = prior.code_dim
     units = parse_units(f"classifier.6:0-{batch - 1}")
     times: list[float] = []
     method = get_method("dgn-am").with_overrides(steps=steps + 1)
@@ -70,7 +89,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--out", default="docs/speed")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one batch, prints JSON
+    p.add_argument("--estimate", action="store_true", help="print only --max-memory's estimate for --batches")
     args = p.parse_args(argv)
+    if args.estimate:
+        print(json.dumps(memory_estimate(args.batches)))
+        return []
     if args.one is not None:
         print(json.dumps(one(args.one, args.steps)))
         return []

@@ -214,12 +214,21 @@ def test_3_an_interrupted_batched_run_leaves_the_old_folder_whole(tmp_path, caps
 
     monkeypatch.setattr(dgn_am.methods, "synthesize", flaky)
     assert main(SYNTH + ["--units", "fc8:0-3", "--batch-size", "1", "--out", str(out), "--overwrite"]) == status
-    assert message in error_line(capsys)
-    assert tree(out) == before and leftovers(tmp_path) == []
+    line = error_line(capsys)
+    assert message in line and ".out.partial: the same command with --resume continues" in line
+    assert tree(out) == before  # the finished first batch waits in .out.partial for --resume
+    assert leftovers(tmp_path) == [".out.partial"] and len(list((tmp_path / ".out.partial").glob("*.png"))) == 1
     calls.clear()
     assert main(SYNTH + ["--units", "fc8:0-3", "--batch-size", "1", "--out", str(tmp_path / "new")]) == status
     capsys.readouterr()
     assert not (tmp_path / "new").exists()  # 9: no empty --out left behind either
+    monkeypatch.setattr(dgn_am.methods, "synthesize", real)
+    assert main(SYNTH + ["--units", "fc8:0-3", "--batch-size", "1", "--out", str(tmp_path / "new")]) == 2
+    assert "a killed run left 1 finished items in" in error_line(capsys)
+    assert main(SYNTH + ["--units", "fc8:0-3", "--batch-size", "1", "--out", str(tmp_path / "new"), "--resume"]) == 0
+    assert main(SYNTH + ["--units", "fc8:0-3", "--batch-size", "1", "--out", str(tmp_path / "whole")]) == 0
+    assert tree(tmp_path / "new") == tree(tmp_path / "whole")  # the resumed run is the uninterrupted one
+    assert leftovers(tmp_path) == [".out.partial"]
 
 
 def test_3_a_run_killed_before_its_rename_is_cleaned_up_by_the_next(tmp_path):

@@ -22,7 +22,7 @@ def _load():
 def test_speed_script_writes_json_and_table(tmp_path):
     speed = _load()
     result = speed.main(["--steps", "2", "--seeds", "2", "--units", "fc8:0-1", "--repeats", "2",
-                         "--one-at-a-time", "1", "--out", str(tmp_path)])
+                         "--one-at-a-time", "1", "--no-compile", "--train-steps", "2", "--out", str(tmp_path)])
     data = json.loads((tmp_path / "speed.json").read_text())
     engine = {"bare loop (floor)", "engine, batched", "engine, one item at a time"}
     lucent = {"olah, engine batched", "lucent render_vis, one at a time"}  # only where lucent is installed
@@ -32,6 +32,15 @@ def test_speed_script_writes_json_and_table(tmp_path):
     assert data["items"] == 4 and data["steps"] == 2 and data["gflops"]["step_flops"] > 0
     assert "| engine, batched |" in (tmp_path / "speed.md").read_text()
     assert result["gflops"]["fraction"] == data["gflops"]["fraction"]
+    variants = data["variants"]
+    assert set(variants) == {"float32", "channels_last", "bf16 autocast"}
+    assert variants["float32"]["identical"] and variants["float32"]["max_abs_diff"] == 0  # against itself
+    assert 0 <= variants["bf16 autocast"]["mean_abs_diff"] <= variants["bf16 autocast"]["max_abs_diff"] <= 1
+    train = data["training"]
+    assert len(train["lightning"]["seconds_per_step"]) == 2 and train["steps"] == 2
+    assert train["lightning_throughput_over_bare"] == pytest.approx(train["bare loop"]["median"] /
+                                                                    train["lightning"]["median"])
+    assert "| prior training, 2 steps of batch 64 |" in (tmp_path / "speed.md").read_text()
 
 
 def test_matmul_flops_are_counted_as_2n3():

@@ -122,3 +122,16 @@ def test_rescaled_pixel_counts():
     assert RandomRotate(10).rescaled(0.1) == RandomRotate(10)
     with pytest.raises(ValueError, match="0 < low <= high"):
         RandomScale(1.2, 1.1)
+
+
+def test_jitter_equals_a_roll_of_each_item_values_and_gradients():
+    from dgn_am.transforms import Jitter, jitter_offsets
+
+    x = torch.randn(5, 3, 7, 9, requires_grad=True)
+    y = Jitter(3)(x, torch.Generator().manual_seed(3))
+    offsets = jitter_offsets(5, 3, torch.Generator().manual_seed(3))
+    ref = torch.stack([torch.roll(x[b], (int(dy), int(dx)), dims=(-2, -1))
+                       for b, (dy, dx) in enumerate(offsets.tolist())])
+    assert torch.equal(y, ref)
+    w = torch.randn_like(y)
+    assert torch.equal(torch.autograd.grad((y * w).sum(), x)[0], torch.autograd.grad((ref * w).sum(), x)[0])

@@ -16,6 +16,8 @@ One module per command group, all sharing `common`; none imports another:
     dream          dgn-am dream (DeepDream)
     import_caffe   dgn-am import-caffe
     serve          dgn-am serve (the browser toolbox in dgn_am/app; its web stack is imported only when it runs)
+
+Besides `common`, `chunks` holds synthesize's running part (chunks, the part folder, merging the ranks' parts).
 """
 
 from __future__ import annotations

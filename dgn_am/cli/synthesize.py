@@ -11,17 +11,19 @@ from pathlib import Path
 
 import torch
 
+from dgn_am.cli.chunks import chunk_size, merge_parts, open_run, run_chunks
 from dgn_am.cli.common import (MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, output_layer,
                                unit_stem)
 from dgn_am.components import (COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule,
                                usage)
 from dgn_am.errors import (ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_dumps,
                            strict_loads)
-from dgn_am.manifest import kept_rows, manifest_row, run_signature
+from dgn_am.manifest import run_signature
 from dgn_am.objective_expr import ObjectiveTarget, frame_weights, parse_objective
 from dgn_am.operators import Share
 from dgn_am.outdir import OutputFolder, check_name
 from dgn_am.parameterizations import start_from_image
+from dgn_am.shards import Group, PartFolder, Ranks, thread_count
 from dgn_am.steps import usage as step_usage
 
 
@@ -157,47 +159,16 @@ def _prepare(args) -> tuple:
         from dgn_am.priors import load_prior
 
         prior = load_prior(args.prior, device=args.device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+        if prior is not None:
+            prior.generator.to(memory_format=torch.channels_last)
     if args.init_image:
         method = start_from_image(method, args.init_image, model, prior)
     method = method.with_overrides(steps=args.steps, lr=args.lr)
     _check_method(method)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     return model, method, units, seeds, prior
-
-
-def _run_chunks(args, model, method, units, seeds, prior, files, kept, folder) -> tuple[dict, dict]:
-    """Synthesize every chunk of units that still has a missing item, saving each image as it is made.
-    Returns (manifest rows, images (C, H, W) on the CPU), both keyed by (unit address, seed), kept ones included."""
-    from tqdm import tqdm
-
-    from dgn_am.imageio import read_image, save_image
-    from dgn_am.methods import synthesize
-
-    chunk = max(1, args.batch_size // len(seeds)) if args.batch_size and not args.interpolate else len(units)
-    todo = [lo for lo in range(0, len(units), chunk)  # the same chunks as a run from scratch: same results
-            if any((str(u), s) not in kept for u in units[lo: lo + chunk] for s in seeds)]
-    rows, cells = dict(kept), {k: read_image(folder.file(r["path"])) for k, r in kept.items()}
-    with tqdm(total=method.steps * len(todo), desc=f"{method.name}", unit="step", disable=args.quiet) as bar:
-        for lo in todo:
-            result, items = synthesize(model, units[lo: lo + chunk], seeds, method, prior=prior,
-                                       progress=lambda i, n, s: (bar.update(1),
-                                                                 bar.set_postfix(act=f"{s.nanmean():.2f}")))
-            with torch.no_grad():
-                logits = model(result.images)
-            for row, (unit, seed) in enumerate(items):
-                key = (str(unit), seed)
-                if key in kept:
-                    continue
-                failed = result.failed[row] if result.failed else None
-                prob = None
-                if failed is None and output_layer(model, unit.layer):
-                    prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
-                record = manifest_row(args, method, result, row, unit, seed, prob, files[key], failed)
-                if failed is None:
-                    save_image(result.images[row], folder.file(files[key]))
-                    cells[key] = result.images[row].cpu()
-                rows[key] = record
-    return rows, cells
 
 
 def _write_grid(model, units, order: list, cells: dict, folder, by_seed: bool = False) -> None:
@@ -255,21 +226,46 @@ def _report_outcome(args, rows: dict, kept: dict, seconds: float) -> None:
 def cmd_synthesize(args) -> int:
     from dgn_am.imageio import atomic_write
 
+    ranks = Ranks.from_env()
+    torch.set_num_threads(thread_count(args.threads, ranks.local_world))
     model, method, units, seeds, prior = _prepare(args)
     files = _file_names(units, seeds, method.name)
     if len(set(files.values())) < len(files):  # layer names that differ only in characters a file name cannot hold
         raise UsageError("two units would be written to the same file name; address them in separate runs")
     signature = run_signature(args, method.name, method.rescaled(model.input_spec.size).settings())
-    torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
     started = time.perf_counter()
     order = [(str(u), s) for u in units for s in seeds]
-    with OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume) as folder:
-        kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
-        rows, cells = _run_chunks(args, model, method, units, seeds, prior, files, kept, folder)
-        _write_grid(model, units, order, cells, folder, by_seed=bool(args.interpolate))
-        lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
-        atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
-    _report_outcome(args, rows, kept, time.perf_counter() - started)
+    folder, part = OutputFolder(args.out, overwrite=args.overwrite, resume=args.resume), PartFolder(args.out)
+    with Group(ranks) as group:
+        size = group.from_rank0(lambda: chunk_size(args, model, method, units, seeds, prior))
+        kept = group.from_rank0(lambda: open_run(args, folder, part, files, signature))
+        chunks = [units[lo: lo + size] for lo in range(0, len(units), size)]  # the same in every run: same results
+        todo = [c for c in chunks if any((str(u), s) not in kept for u in c for s in seeds)]
+        if ranks.rank == 0 and 0 < len(todo) < ranks.world:
+            print(f"warning: {len(todo)} chunks for {ranks.world} processes, so some have nothing to do; a smaller "
+                  "--batch-size or --max-memory makes more chunks", file=sys.stderr)
+        torch.manual_seed(0)  # nothing should draw from the global RNG; this makes sure a stray draw repeats
+        try:
+            run_chunks(args, model, method, ranks.take(todo), seeds, prior, files, kept, part, ranks.rank,
+                        ranks.world)
+            group.barrier()
+            if ranks.rank == 0:
+                rows, cells = merge_parts(folder, part, kept, order)
+                _write_grid(model, units, order, cells, folder, by_seed=bool(args.interpolate))
+                lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
+                atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
+                folder.commit()
+                part.remove()
+        except BaseException as e:
+            if ranks.rank == 0:
+                folder.discard()
+                if not part.rows():
+                    part.remove()  # nothing finished: leave nothing behind
+                else:
+                    e.add_note(f"the finished items wait in {part.path}: the same command with --resume continues")
+            raise
+    if ranks.rank == 0:
+        _report_outcome(args, rows, kept, time.perf_counter() - started)
     return 0
 
 
@@ -323,11 +319,28 @@ def add_commands(sub) -> None:
                    "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
                    "reference's script 3), its pixels for pixel methods")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
+    _add_scale_args(p)
     p.add_argument("--out", required=True, help="output folder; written in a temporary folder beside it and "
                    "renamed into place when complete")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("--resume", action="store_true", help="keep the images already in --out's manifest and compute "
-                   "only the missing (or failed) ones; the flags must match the run that made it")
+    p.add_argument("--resume", action="store_true", help="keep the images already in --out's manifest, or left by a "
+                   "killed run in .OUT.partial beside it, and compute only the missing (or failed) ones; the flags "
+                   "must match the run that made them")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_synthesize)
+
+
+def _add_scale_args(p) -> None:
+    """How the work runs: batches, memory, precision, memory format, threads (README, "Thousands of units")."""
+    p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once); a batch holds "
+                   "whole units, each with all its seeds")
+    p.add_argument("--max-memory", default=None, metavar="SIZE", help="cut the batches to fit this memory, e.g. 2GB "
+                   "or 512MiB (estimated from one probe step; the Python and torch runtime are not counted)")
+    p.add_argument("--precision", choices=("float32", "bf16"), default="float32", help="bf16: run the networks "
+                   "under bfloat16 autocast, faster on a CPU with bf16 support but not the same images as "
+                   "float32 (docs/speed.md; default: %(default)s)")
+    p.add_argument("--channels-last", action="store_true", help="run the networks in channels_last memory format: "
+                   "faster on a CPU here, and the same arithmetic in another order, so not bit-identical images "
+                   "(docs/speed.md)")
+    p.add_argument("--threads", default=None, metavar="N|auto", help="torch threads per process (default: "
+                   "OMP_NUM_THREADS if set, else 'auto': the cores divided by the processes on this machine)")
