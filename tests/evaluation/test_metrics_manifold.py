@@ -85,3 +85,27 @@ def test_fid_interval_contains_estimate():
     # why it is centred: resamples repeat images, which inflates FID, so the raw percentiles sit above the estimate
     _, raw_lo, _ = bootstrap_set_ci(groups, lambda rows: np.array([f.distance(rows)]), n_boot=200, recentre=False)
     assert raw_lo[0] > est[0]
+
+
+# ---- against prdc (Naeem et al.'s own package), which returns only the set-level numbers ----
+# Ours is kept because the bootstrap needs the (seed x real ball) matrix, which prdc does not expose. prdc counts a
+# sample on a ball's boundary as outside (distance < radius); we count it inside (<=), as the by-hand tests above.
+
+def test_manifold_metrics_match_prdc_on_continuous_features(capsys):
+    from prdc import compute_prdc
+
+    g = np.random.default_rng(11)
+    real, gen = g.normal(size=(60, 5)), g.normal(0.4, 1.2, size=(40, 5))
+    ours = manifold_metrics(gen, real, k=5)
+    theirs = compute_prdc(real, gen, nearest_k=5)
+    for m in ("precision", "density", "coverage"):
+        assert ours[m] == pytest.approx(theirs[m], abs=1e-12), m
+
+
+def test_prdc_leaves_out_the_boundary_we_include(capsys):
+    from prdc import compute_prdc
+
+    # k=1 by hand (test_manifold_k1_by_hand): 2.0 lies on the boundary of ball [0, 2]; prdc drops that membership
+    theirs = compute_prdc(REAL, GEN, nearest_k=1)
+    assert theirs["precision"] == 0.5 and theirs["density"] == pytest.approx(3 / 4)
+    assert manifold_metrics(GEN, REAL, k=1)["density"] == 1.0
