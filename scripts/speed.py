@@ -197,7 +197,7 @@ def module_at(rev: str, path: str, name: str):
 
 
 def library_cases(transforms, operators, metrics, batch: int) -> dict[str, Callable[[], object]]:
-    """{row: call} on one version's modules: the olah transforms on a (batch, 1, 28, 28) image with a backward
+    """{row: call} on one version's modules (metrics: the one holding frechet_distance, kid and ClassMixFrechet): the olah transforms on a (batch, 1, 28, 28) image with a backward
     pass, the blur, and the metrics on features the size of the benchmark's (80 images, 10 classes, 200 real
     images per class, 512 penultimate features)."""
     gen = torch.Generator().manual_seed(0)
@@ -238,7 +238,8 @@ def _class_mix_point(metrics, fake, classes, real) -> float:
 
 
 def library_main(argv: list[str] | None = None) -> dict:
-    """python scripts/speed.py libraries [--before REV] [--batch B] [--repeats N] [--out DIR]"""
+    """PYTHONPATH=. python scripts/speed.py libraries [--before REV] [--batch B] [--repeats N] [--out DIR]
+    (PYTHONPATH=.: time this checkout's dgn_am, not an installed copy)"""
     p = argparse.ArgumentParser(prog="speed.py libraries", description="transforms, blur and metrics: this "
                                 "checkout against REV, in one process, interleaved")
     p.add_argument("--before", default="b8f6e06", help="git revision to compare with (default: before issue 18)")
@@ -247,11 +248,11 @@ def library_main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="docs/speed")
     args = p.parse_args(argv)
     from dgn_am import operators, transforms
-    from dgn_am.evaluation import metrics
+    from dgn_am.evaluation import distances  # FID and KID since issue 18 (evaluation/metrics.py before)
 
     old = [module_at(args.before, f"dgn_am/{m}.py", f"_before_{m.replace('/', '_')}")
            for m in ("transforms", "operators", "evaluation/metrics")]
-    before, after = library_cases(*old, args.batch), library_cases(transforms, operators, metrics, args.batch)
+    before, after = library_cases(*old, args.batch), library_cases(transforms, operators, distances, args.batch)
     times: dict[str, dict[str, list[float]]] = {}
     for name in after:
         times[name] = {"before": [], "after": []}
@@ -262,7 +263,8 @@ def library_main(argv: list[str] | None = None) -> dict:
                 case()
                 times[name][label].append(time.perf_counter() - t0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    result = {"command": "python scripts/speed.py libraries " + " ".join(argv if argv is not None else sys.argv[2:]),
+    result = {"command": "PYTHONPATH=. python scripts/speed.py libraries " + " ".join(argv if argv is not None
+                                                                              else sys.argv[2:]),
               "commit": commit, "before": args.before, "batch": args.batch, "repeats": args.repeats,
               "threads": torch.get_num_threads(), "machine": platform.machine(), "device": "cpu",
               "versions": {"torch": torch.__version__, "python": platform.python_version(),
