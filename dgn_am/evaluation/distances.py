@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
-from torchmetrics.image.kid import KernelInceptionDistance
-from torchmetrics.image.kid import poly_kernel as _tm_poly_kernel
+
+# torchmetrics is imported where it is used: it brings lightning_utilities, which `import dgn_am` and
+# `dgn-am synthesize` stay without (tests/cli/test_training_apart.py), and it costs a second at start-up.
+if TYPE_CHECKING:
+    from torchmetrics.image.fid import FrechetInceptionDistance
 
 Features = torch.Tensor | np.ndarray  # (N, D) feature rows
 
@@ -44,6 +47,8 @@ def _double(f) -> torch.Tensor:
 
 
 def _fid_metric(feature: torch.nn.Module) -> FrechetInceptionDistance:
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     return FrechetInceptionDistance(feature=feature, reset_real_features=False)
 
 
@@ -103,6 +108,8 @@ def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2:
     """Frechet distance between N(mu1, cov1) and N(mu2, cov2) (mu: (D,), cov: (D, D)), >= 0: torchmetrics'
     |mu1 - mu2|^2 + tr(cov1) + tr(cov2) - 2 tr((cov1 cov2)^(1/2)), the trace term from the eigenvalues of
     cov1 cov2 (clipped at 0: rounding can take a value of zero just below it)."""
+    from torchmetrics.image.fid import _compute_fid
+
     d = _compute_fid(_double(mu1), _double(cov1), _double(mu2), _double(cov2))
     return max(float(d), 0.0)
 
@@ -198,7 +205,9 @@ class ClassMixFrechet:
 
 def poly_kernel(x: Features, y: Features) -> np.ndarray:
     """KID's kernel k(x, y) = (x.y / D + 1)^3 for rows of x (N, D), y (M, D) -> (N, M) float64 (torchmetrics')."""
-    return _tm_poly_kernel(_double(x), _double(y)).numpy()
+    from torchmetrics.image.kid import poly_kernel as tm_poly_kernel
+
+    return tm_poly_kernel(_double(x), _double(y)).numpy()
 
 
 def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
@@ -215,6 +224,8 @@ def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
 def _kid_draws(a: torch.Tensor, b: torch.Tensor, subsets: int, size: int, seed: int) -> tuple[float, float]:
     """torchmetrics' KernelInceptionDistance (mean, population std over `subsets` draws of `size` rows of each
     set), its random subsets drawn from a torch generator seeded with `seed` without touching the global state."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "will save all extracted features": they are ours already
         metric = KernelInceptionDistance(feature=Precomputed(a.shape[1]), subsets=subsets, subset_size=size)
