@@ -83,7 +83,7 @@ class Jitter:
         cols = (torch.arange(w, device=dev) - offsets[:, 1:]) % w  # (B, W)
         items = torch.arange(b, device=dev)[:, None, None]
         out = x[items, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C): the advanced indices come first
-        return out.permute(0, 3, 1, 2)  # (B, C, H, W)
+        return out.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W) in the usual memory layout
 
     def rescaled(self, factor: float) -> "Jitter":
         return dataclasses.replace(self, pixels=_scaled_pixels(self.pixels, factor))
