@@ -78,12 +78,14 @@ class Jitter:
         offsets = jitter_offsets(x.shape[0], self.pixels, gen).to(x.device)
         if self.pixels == 0:
             return x
-        (b, _, h, w), dev = x.shape, x.device
+        (b, c, h, w), dev = x.shape, x.device
         rows = (torch.arange(h, device=dev) - offsets[:, :1]) % h  # (B, H): out row i reads row i - dy
         cols = (torch.arange(w, device=dev) - offsets[:, 1:]) % w  # (B, W)
-        items = torch.arange(b, device=dev)[:, None, None]
-        out = x[items, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C): the advanced indices come first
-        return out.permute(0, 3, 1, 2).contiguous()  # (B, C, H, W) in the usual memory layout
+        items, channels = torch.arange(b, device=dev), torch.arange(c, device=dev)
+        # every index broadcast to (B, C, H, W), so the result has the usual strides (a permuted view would look
+        # channels-last to the convolutions that follow, which then round differently)
+        return x[items[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None],
+                 cols[:, None, None, :]]
 
     def rescaled(self, factor: float) -> "Jitter":
         return dataclasses.replace(self, pixels=_scaled_pixels(self.pixels, factor))

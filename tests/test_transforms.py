@@ -181,3 +181,11 @@ def test_transform_chain_repeats_bit_for_bit():
         return y
 
     assert torch.equal(run(gen(9)), run(gen(9)))
+
+
+def test_jitter_keeps_the_usual_memory_layout():
+    # a channels-last-looking result sends the next convolution down another kernel, which rounds differently
+    x = torch.rand(4, 1, 6, 6, generator=gen(0))
+    assert Jitter(2)(x, gen(1)).stride() == x.stride()
+    x3 = torch.rand(4, 3, 6, 6, generator=gen(0))
+    assert Jitter(2)(x3, gen(1)).stride() == x3.stride()
