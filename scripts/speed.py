@@ -197,8 +197,9 @@ def module_at(rev: str, path: str, name: str):
 
 
 def library_cases(transforms, operators, metrics, batch: int) -> dict[str, Callable[[], object]]:
-    """{row: call} on one version's modules (metrics: the one holding frechet_distance, kid and ClassMixFrechet): the olah transforms on a (batch, 1, 28, 28) image with a backward
-    pass, the blur, and the metrics on features the size of the benchmark's (80 images, 10 classes, 200 real
+    """{row: call} on one version's modules (metrics: the one holding frechet_distance, kid and ClassMixFrechet):
+    the olah transforms on a (batch, 1, 28, 28) image with a backward pass, the blur, and the metrics on features
+    the size of the benchmark's (80 images, 10 classes, 200 real
     images per class, 512 penultimate features)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 1, 28, 28, generator=gen, requires_grad=True)
