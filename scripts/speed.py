@@ -251,8 +251,11 @@ def library_main(argv: list[str] | None = None) -> dict:
     from dgn_am import operators, transforms
     from dgn_am.evaluation import distances  # FID and KID since issue 18 (evaluation/metrics.py before)
 
-    old = [module_at(args.before, f"dgn_am/{m}.py", f"_before_{m.replace('/', '_')}")
-           for m in ("transforms", "operators", "evaluation/metrics")]
+    old = [module_at(args.before, f"dgn_am/{m}.py", f"_before_{m}") for m in ("transforms", "operators")]
+    try:  # FID and KID live in evaluation/distances.py from issue 18 on
+        old.append(module_at(args.before, "dgn_am/evaluation/distances.py", "_before_distances"))
+    except subprocess.CalledProcessError:
+        old.append(module_at(args.before, "dgn_am/evaluation/metrics.py", "_before_metrics"))
     before, after = library_cases(*old, args.batch), library_cases(transforms, operators, distances, args.batch)
     times: dict[str, dict[str, list[float]]] = {}
     for name in after:
