@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+
 from dgn_am.priors import require_bank
 
 
@@ -33,15 +34,9 @@ def _check_pct(pct: float, who: str) -> None:
         raise ValueError(f"{who}: pct is a percentile in [0, 100], got {pct}")
 
 
-def _symmetric_index(n: int, r: int, device: torch.device) -> torch.Tensor:
-    """Indices of a length-n axis padded by r on both sides by mirroring with the edge repeated (d c b a | a b c d),
-    scipy.ndimage's 'reflect' mode; works for any r, also r >= n."""
-    i = torch.arange(-r, n + r, device=device) % (2 * n)
-    return torch.where(i < n, i, 2 * n - 1 - i)
-
-
 def gaussian_kernel(sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """1-D Gaussian weights exp(-t^2 / (2 sigma^2)) for t in [-r, r], r = int(truncate * sigma + 0.5), summing to 1."""
+    """1-D Gaussian weights exp(-t^2 / (2 sigma^2)) for t in [-r, r], r = int(truncate * sigma + 0.5), summing to 1
+    (float64; torchvision builds the same weights in the image's dtype)."""
     r = int(truncate * sigma + 0.5)
     t = torch.arange(-r, r + 1, dtype=torch.float64)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -51,22 +46,23 @@ def gaussian_kernel(sigma: float, truncate: float = 4.0) -> torch.Tensor:
 def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """Blur each channel of x (B, C, H, W) with a Gaussian of std `sigma` pixels; same shape, dtype and device.
 
-    Separable, kernel radius int(truncate * sigma + 0.5), mirrored borders: scipy.ndimage.gaussian_filter's
-    defaults, which Yosinski's toolbox used. sigma <= 0 returns x unchanged.
+    torchvision.transforms.v2.functional.gaussian_blur with kernel radius r = int(truncate * sigma + 0.5), as
+    scipy.ndimage.gaussian_filter chooses it. Borders: torchvision mirrors about the edge pixel without repeating it
+    (c b | a b c; scipy's mode "mirror", numpy's "reflect"). Until issue 18 this function mirrored with the edge
+    repeated (b a | a b c; scipy's default "reflect", which Yosinski's toolbox used): the two differ only in the
+    outer r pixels, and the benchmark's conclusions did not change (docs/benchmark.md). The kernel must be narrower
+    than the image (r < min(H, W)). sigma <= 0 returns x unchanged. Differentiable in x.
     """
     if sigma <= 0:
         return x
-    k = gaussian_kernel(sigma, truncate).to(x)
-    r = (k.numel() - 1) // 2
+    r = int(truncate * sigma + 0.5)
     if r == 0:
         return x
-    b, c, h, w = x.shape
-    y = x.reshape(b * c, 1, h, w)
-    y = y.index_select(3, _symmetric_index(w, r, x.device))  # (BC, 1, H, W + 2r)
-    y = F.conv2d(y, k.view(1, 1, 1, -1))  # (BC, 1, H, W)
-    y = y.index_select(2, _symmetric_index(h, r, x.device))  # (BC, 1, H + 2r, W)
-    y = F.conv2d(y, k.view(1, 1, -1, 1))  # (BC, 1, H, W)
-    return y.reshape(b, c, h, w)
+    if r >= min(x.shape[-2:]):
+        raise ValueError(f"blur width {sigma} px gives a kernel radius of {r} px, too wide for a "
+                         f"{x.shape[-2]}x{x.shape[-1]} image (mirrored borders need radius < side); use a width "
+                         f"below {min(x.shape[-2:]) / truncate:.2g} px")
+    return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [float(sigma), float(sigma)])
 
 
 def _percentile_mask(values: torch.Tensor, pct: float) -> torch.Tensor:

@@ -3,7 +3,16 @@
 Each is a frozen dataclass called as (x (B, C, H, W) in [0, 1], gen: torch.Generator) -> images. Random values are
 drawn per item from `gen` only (never the global RNG, never numpy), on the CPU, so a run repeats bit for bit.
 Jitter, RandomScale and RandomRotate keep the size; Pad enlarges the canvas and the engine centre-crops the final
-result back to the model's input size. Gradients flow through all of them (roll, pad, grid_sample).
+result back to the model's input size. Gradients flow through all of them (indexing, pad, grid_sample), and every
+one works on the whole batch at once, with one draw per item.
+
+Libraries: Pad is torchvision.transforms.v2.functional.pad. RandomScale and RandomRotate call torch's own
+affine_grid and grid_sample with one matrix per item. torchvision's v2 `affine` is not used for them because it takes
+one angle and scale per call (per-item draws would mean a Python loop over the batch) and fills the outside with a
+constant only (no "border" or "reflection"). tests/test_transforms.py checks that each item's result equals
+torchvision's `affine` with that item's angle or scale (bilinear, zero fill). kornia's batched rotate and scale wrap
+the same two torch calls, so it was not added as a dependency for them. Jitter is a batched gather (torchvision has
+no per-item roll).
 
 Spatial settings are in pixels of the image at hand; `rescaled(factor)` gives the transform for an image whose side
 is `factor` times larger (used by Method.reference_size). Angles and scale ratios do not depend on the size.
@@ -17,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 
 def _scaled_pixels(pixels: int, factor: float) -> int:
@@ -29,7 +39,7 @@ class Pad:
     """Pad every side by `pixels`: (B, C, H, W) -> (B, C, H + 2 pixels, W + 2 pixels). Draws nothing."""
 
     pixels: int = 12  # border width in pixels
-    mode: str = "constant"  # constant, reflect or replicate (torch.nn.functional.pad modes)
+    mode: str = "constant"  # constant, reflect (c b | a b c) or replicate (a a | a b c)
     value: float = 0.5  # fill value for mode "constant", in [0, 1]
 
     def __post_init__(self) -> None:
@@ -41,10 +51,8 @@ class Pad:
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if self.pixels == 0:
             return x
-        pad = (self.pixels,) * 4
-        if self.mode == "constant":
-            return F.pad(x, pad, mode="constant", value=self.value)
-        return F.pad(x, pad, mode=self.mode)
+        mode = {"replicate": "edge"}.get(self.mode, self.mode)  # torchvision's name for it
+        return TF.pad(x, [self.pixels] * 4, fill=self.value if mode == "constant" else None, padding_mode=mode)
 
     def rescaled(self, factor: float) -> "Pad":
         return dataclasses.replace(self, pixels=_scaled_pixels(self.pixels, factor))
@@ -67,15 +75,17 @@ class Jitter:
             raise ValueError(f"Jitter: pixels must be >= 0, got {self.pixels}")
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        offsets = jitter_offsets(x.shape[0], self.pixels, gen)
+        offsets = jitter_offsets(x.shape[0], self.pixels, gen).to(x.device)
         if self.pixels == 0:
             return x
-        b, c, h, w = x.shape
-        offsets = offsets.to(x.device)
-        rows = (torch.arange(h, device=x.device) - offsets[:, :1]) % h  # (B, H): out row i reads row i - dy
-        cols = (torch.arange(w, device=x.device) - offsets[:, 1:]) % w  # (B, W)
-        x = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))  # one gather per axis: the same values (and
-        return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # gradients) as a roll of each item
+        (b, c, h, w), dev = x.shape, x.device
+        rows = (torch.arange(h, device=dev) - offsets[:, :1]) % h  # (B, H): out row i reads row i - dy
+        cols = (torch.arange(w, device=dev) - offsets[:, 1:]) % w  # (B, W)
+        items, channels = torch.arange(b, device=dev), torch.arange(c, device=dev)
+        # every index broadcast to (B, C, H, W), so the result has the usual strides (a permuted view would look
+        # channels-last to the convolutions that follow, which then round differently)
+        return x[items[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None],
+                 cols[:, None, None, :]]
 
     def rescaled(self, factor: float) -> "Jitter":
         return dataclasses.replace(self, pixels=_scaled_pixels(self.pixels, factor))

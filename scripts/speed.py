@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -218,5 +219,118 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+# ---- library pieces: transforms, blur and metrics, this commit against an earlier one in the same process ----
+
+def module_at(rev: str, path: str, name: str):
+    """The module at `path` as it was at git revision `rev`, imported under `name` (its own dgn_am imports resolve
+    to this checkout), so two versions can be timed side by side in one process."""
+    import importlib.util
+
+    source = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True, check=True).stdout
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+    sys.modules[name] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def library_cases(transforms, operators, metrics, batch: int) -> dict[str, Callable[[], object]]:
+    """{row: call} on one version's modules (metrics: the one holding frechet_distance, kid and ClassMixFrechet):
+    the olah transforms on a (batch, 1, 28, 28) image with a backward pass, the blur, and the metrics on features
+    the size of the benchmark's (80 images, 10 classes, 200 real
+    images per class, 512 penultimate features)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 1, 28, 28, generator=gen, requires_grad=True)
+    rng = np.random.default_rng(0)
+    d = 512
+    fake, classes = rng.normal(size=(80, d)), np.repeat(np.arange(10), 8)
+    real = {c: rng.normal(size=(200, d)) + c for c in range(10)}
+    rows = rng.integers(0, 80, 80)
+    frechet = metrics.ClassMixFrechet(fake, classes, real)
+    olah = [transforms.Pad(2), transforms.Jitter(1), transforms.RandomScale(0.9, 1.1), transforms.RandomRotate(10),
+            transforms.Jitter(1)]
+
+    def chain() -> None:
+        g = torch.Generator().manual_seed(1)
+        y = x
+        for t in olah:
+            y = t(y, g)
+        y.sum().backward()
+
+    def one(t) -> Callable[[], object]:
+        return lambda: t(x.detach(), torch.Generator().manual_seed(1))
+
+    return {"jitter 8 px": one(transforms.Jitter(8)), "pad 12 px": one(transforms.Pad(12)),
+            "scale 0.9-1.1": one(transforms.RandomScale(0.9, 1.1)), "rotate 10 deg": one(transforms.RandomRotate(10)),
+            "olah transforms + backward": chain,
+            "gaussian blur sigma 1": lambda: operators.gaussian_blur(x.detach(), 1.0),
+            "FID, 80 vs 200 features": lambda: metrics.frechet_distance(fake, real[0]),
+            "KID, 80 vs 200, 50 subsets": lambda: metrics.kid(fake, real[0], subsets=50),
+            "class-mix FID: build + all images": lambda: _class_mix_point(metrics, fake, classes, real),
+            "class-mix FID: one bootstrap replicate": lambda: frechet.distance(rows)}
+
+
+def _class_mix_point(metrics, fake, classes, real) -> float:
+    """FID of all images against the class mix: fid() where the version has it (torchmetrics), else distance()."""
+    f = metrics.ClassMixFrechet(fake, classes, real)
+    return f.fid() if hasattr(f, "fid") else f.distance()
+
+
+def library_main(argv: list[str] | None = None) -> dict:
+    """PYTHONPATH=. python scripts/speed.py libraries [--before REV] [--batch B] [--repeats N] [--out DIR]
+    (PYTHONPATH=.: time this checkout's dgn_am, not an installed copy)"""
+    p = argparse.ArgumentParser(prog="speed.py libraries", description="transforms, blur and metrics: this "
+                                "checkout against REV, in one process, interleaved")
+    p.add_argument("--before", default="b8f6e06", help="git revision to compare with (default: before issue 18)")
+    p.add_argument("--batch", type=int, default=80)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--out", default="docs/speed")
+    args = p.parse_args(argv)
+    from dgn_am import operators, transforms
+    from dgn_am.evaluation import distances  # FID and KID since issue 18 (evaluation/metrics.py before)
+
+    old = [module_at(args.before, f"dgn_am/{m}.py", f"_before_{m}") for m in ("transforms", "operators")]
+    try:  # FID and KID live in evaluation/distances.py from issue 18 on
+        old.append(module_at(args.before, "dgn_am/evaluation/distances.py", "_before_distances"))
+    except subprocess.CalledProcessError:
+        old.append(module_at(args.before, "dgn_am/evaluation/metrics.py", "_before_metrics"))
+    before, after = library_cases(*old, args.batch), library_cases(transforms, operators, distances, args.batch)
+    times: dict[str, dict[str, list[float]]] = {}
+    for name in after:
+        times[name] = {"before": [], "after": []}
+        before[name](), after[name]()  # warm-up
+        for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+            for label, case in (("before", before[name]), ("after", after[name])):
+                t0 = time.perf_counter()
+                case()
+                times[name][label].append(time.perf_counter() - t0)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    result = {"command": "PYTHONPATH=. python scripts/speed.py libraries " + " ".join(argv if argv is not None
+                                                                              else sys.argv[2:]),
+              "commit": commit, "before": args.before, "batch": args.batch, "repeats": args.repeats,
+              "threads": torch.get_num_threads(), "machine": platform.machine(), "device": "cpu",
+              "versions": {"torch": torch.__version__, "python": platform.python_version(),
+                           "torchvision": __import__("torchvision").__version__,
+                           "torchmetrics": __import__("torchmetrics").__version__},
+              "rows": {n: {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "seconds": v}
+                           for k, v in t.items()} for n, t in times.items()}}
+    lines = [f"`{result['command']}` (commit {commit} against {args.before}, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads, {args.repeats} interleaved repeats after a warm-up)", "",
+             "| row | before: ms, median [min, max] | after: ms, median [min, max] | after / before |",
+             "|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        b, a = r["before"], r["after"]
+        lines.append(f"| {name} | {1e3 * b['median']:.2f} [{1e3 * b['min']:.2f}, {1e3 * b['max']:.2f}] | "
+                     f"{1e3 * a['median']:.2f} [{1e3 * a['min']:.2f}, {1e3 * a['max']:.2f}] | "
+                     f"{a['median'] / b['median']:.2f} |")
+    out = Path(args.out)
+    atomic_write(out / "libraries.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    atomic_write(out / "libraries.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    print("\n".join(lines))
+    return result
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["libraries"]:
+        library_main(sys.argv[2:])
+    else:
+        main()

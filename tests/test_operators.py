@@ -31,14 +31,16 @@ def test_gaussian_kernel_matches_the_formula():
     assert gaussian_kernel(0.5).numel() == 2 * int(4 * 0.5 + 0.5) + 1
 
 
-def _blur_reference(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Direct 2-D convolution with the outer product of the 1-D kernel and mirrored (edge-repeating) borders."""
+def _blur_reference(img: np.ndarray, sigma: float, border: str = "reflect") -> np.ndarray:
+    """Direct 2-D convolution with the outer product of the 1-D kernel; borders by numpy.pad's `border` mode:
+    "reflect" mirrors about the edge pixel (c b | a b c, torchvision's), "symmetric" repeats it (b a | a b c,
+    scipy's default and this project's convention before issue 18)."""
     r = int(4 * sigma + 0.5)
     t = np.arange(-r, r + 1)
     k1 = np.exp(-t ** 2 / (2 * sigma ** 2))
     k1 /= k1.sum()
     k2 = np.outer(k1, k1)
-    padded = np.pad(img, r, mode="symmetric")
+    padded = np.pad(img, r, mode=border)
     out = np.zeros_like(img)
     for i in range(img.shape[0]):
         for j in range(img.shape[1]):
@@ -48,18 +50,43 @@ def _blur_reference(img: np.ndarray, sigma: float) -> np.ndarray:
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 1.7])
 def test_gaussian_blur_matches_a_reference_convolution(sigma):
-    x = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = torch.rand(2, 3, 9, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)  # radius 7 < 9
     got = gaussian_blur(x, sigma)
     for b in range(2):
         for c in range(3):
             assert np.allclose(got[b, c].numpy(), _blur_reference(x[b, c].numpy(), sigma), atol=1e-12)
 
 
-def test_gaussian_blur_matches_scipy():
+def test_gaussian_blur_matches_scipy_mirror_mode():
     ndimage = pytest.importorskip("scipy.ndimage")
     x = torch.rand(1, 1, 6, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    for sigma in (0.5, 1.0, 3.0):  # 3.0: the kernel is wider than the image, borders mirror more than once
-        assert np.allclose(gaussian_blur(x, sigma)[0, 0].numpy(), ndimage.gaussian_filter(x[0, 0].numpy(), sigma))
+    for sigma in (0.5, 1.0):
+        ref = ndimage.gaussian_filter(x[0, 0].numpy(), sigma, mode="mirror")
+        assert np.allclose(gaussian_blur(x, sigma)[0, 0].numpy(), ref, atol=1e-12)
+
+
+def test_gaussian_blur_border_convention_changes_only_the_outer_band():
+    # the old convention (edge repeated, scipy's default) and torchvision's (edge not repeated) agree wherever the
+    # kernel (radius 4 for sigma 1) does not reach past the border
+    x = torch.rand(1, 1, 12, 11, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    old = _blur_reference(x[0, 0].numpy(), 1.0, border="symmetric")
+    new = gaussian_blur(x, 1.0)[0, 0].numpy()
+    assert np.allclose(new[4:-4, 4:-4], old[4:-4, 4:-4], atol=1e-12)
+    assert not np.allclose(new[0], old[0])
+
+
+def test_gaussian_blur_rejects_a_kernel_wider_than_the_image():
+    x = torch.rand(1, 1, 6, 5)
+    with pytest.raises(ValueError, match="too wide for a 6x5 image"):
+        gaussian_blur(x, 3.0)  # radius 12
+
+
+def test_gaussian_blur_gradcheck_and_float32():
+    x = torch.rand(2, 2, 7, 6, generator=torch.Generator().manual_seed(6), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: gaussian_blur(t, 0.8), (x,))
+    x32 = x.detach().float()
+    assert gaussian_blur(x32, 0.8).dtype == torch.float32
+    assert torch.allclose(gaussian_blur(x32, 0.8).double(), gaussian_blur(x.detach(), 0.8), atol=1e-6)
 
 
 def test_blur_operator_runs_every_k_steps_and_keeps_constants():
@@ -70,7 +97,7 @@ def test_blur_operator_runs_every_k_steps_and_keeps_constants():
     assert torch.equal(q, p)
     op(q, ctx(step=4))
     assert torch.allclose(q, gaussian_blur(p, 1.0))
-    flat = torch.full((1, 2, 4, 4), 0.3)
+    flat = torch.full((1, 2, 5, 5), 0.3)
     op(flat, ctx(step=0))
     assert torch.allclose(flat, torch.full_like(flat, 0.3))
     assert GaussianBlur(width=1.0).rescaled(28 / 227).width == pytest.approx(28 / 227)

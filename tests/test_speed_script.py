@@ -60,3 +60,16 @@ def test_paper_size_run_measures_engine_floor_and_memory():
     row = module.one(batch=1, steps=1)
     assert row["batch"] == 1 and row["engine_s_per_step"] > 0 and row["floor_s_per_step"] > 0
     assert row["peak_rss_mb"] > 200  # the 56M-parameter generator alone is 224 MB of float32
+
+
+def test_speed_libraries_section_times_both_versions(tmp_path):
+    speed = _load()
+    speed.library_main(["--before", "HEAD", "--batch", "4", "--repeats", "1", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "libraries.json").read_text())
+    assert {"jitter 8 px", "gaussian blur sigma 1", "FID, 80 vs 200 features", "KID, 80 vs 200, 50 subsets",
+            "class-mix FID: one bootstrap replicate"} <= set(data["rows"])
+    for row in data["rows"].values():
+        assert set(row) == {"before", "after"}
+        assert all(len(v["seconds"]) == 1 and v["median"] > 0 for v in row.values())
+    assert data["before"] == "HEAD" and "torchmetrics" in data["versions"]
+    assert "| after / before |" in (tmp_path / "libraries.md").read_text()

@@ -135,3 +135,62 @@ def test_jitter_equals_a_roll_of_each_item_values_and_gradients():
     assert torch.equal(y, ref)
     w = torch.randn_like(y)
     assert torch.equal(torch.autograd.grad((y * w).sum(), x)[0], torch.autograd.grad((ref * w).sum(), x)[0])
+
+
+# ---- libraries: torchvision's functional transforms as references, gradcheck in float64 ----
+
+def test_pad_modes_equal_torch_pad():
+    x = torch.rand(2, 3, 4, 5, generator=gen(3))
+    assert torch.equal(Pad(2, mode="constant", value=0.25)(x, gen()), torch.nn.functional.pad(x, (2,) * 4, value=0.25))
+    for mode in ("reflect", "replicate"):
+        assert torch.equal(Pad(2, mode=mode)(x, gen()), torch.nn.functional.pad(x, (2,) * 4, mode=mode))
+
+
+def test_rotate_and_scale_equal_torchvision_affine_per_item():
+    # torchvision's affine takes one angle per call, so it is the per-item reference; zero fill on both sides.
+    tv = pytest.importorskip("torchvision.transforms.v2.functional")
+    from torchvision.transforms import InterpolationMode
+
+    x = torch.rand(3, 2, 9, 13, generator=gen(4), dtype=torch.float64)
+    out = RandomRotate(degrees=25, padding="zeros")(x, gen(5))
+    angles = (2 * torch.rand(3, generator=gen(5), dtype=torch.float64) - 1) * 25
+    for b in range(3):  # torchvision turns counter-clockwise for positive angles on screen; ours, clockwise
+        ref = tv.affine(x[b], angle=-float(angles[b]), translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
+                        interpolation=InterpolationMode.BILINEAR)
+        assert torch.allclose(out[b], ref, atol=1e-6)
+    out = RandomScale(0.7, 1.4, padding="zeros")(x, gen(6))
+    s = 0.7 + 0.7 * torch.rand(3, generator=gen(6), dtype=torch.float64)
+    for b in range(3):
+        ref = tv.affine(x[b], angle=0.0, translate=[0, 0], scale=float(s[b]), shear=[0.0, 0.0],
+                        interpolation=InterpolationMode.BILINEAR)
+        assert torch.allclose(out[b], ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("transform", [Pad(2), Pad(1, mode="reflect"), Pad(1, mode="replicate"), Jitter(2),
+                                       RandomScale(0.8, 1.2), RandomRotate(15),
+                                       RandomRotate(15, padding="reflection")])
+def test_transforms_pass_gradcheck(transform):
+    x = torch.rand(2, 2, 5, 6, generator=gen(0), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: transform(t, gen(3)), (x,))
+
+
+def test_transform_chain_repeats_bit_for_bit():
+    # the same seed gives the same image bit for bit: a batch run twice from identically seeded generators
+    x = torch.rand(5, 1, 10, 10, generator=gen(1))
+    chain = (Pad(2), Jitter(2), RandomScale(), RandomRotate(), Jitter(1))
+
+    def run(g):
+        y = x
+        for t in chain:
+            y = t(y, g)
+        return y
+
+    assert torch.equal(run(gen(9)), run(gen(9)))
+
+
+def test_jitter_keeps_the_usual_memory_layout():
+    # a channels-last-looking result sends the next convolution down another kernel, which rounds differently
+    x = torch.rand(4, 1, 6, 6, generator=gen(0))
+    assert Jitter(2)(x, gen(1)).stride() == x.stride()
+    x3 = torch.rand(4, 3, 6, 6, generator=gen(0))
+    assert Jitter(2)(x3, gen(1)).stride() == x3.stride()

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from dgn_am.evaluation.calibration import INPUTS, calibrate
-from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, kid, pairwise_cosine_distance_of
+from dgn_am.evaluation.distances import kid
+from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, pairwise_cosine_distance_of
 from dgn_am.evaluation.scoring import SPACES, Evaluator, Scorer, parse_evaluator
 from dgn_am.layers import check_units, list_layers, run, units_of
 
@@ -143,7 +144,8 @@ def _summary(groups: list[np.ndarray], config: BenchmarkConfig, statistic=None, 
 
 def _fid_summaries(scores: dict, groups: list[np.ndarray], config: BenchmarkConfig) -> dict:
     """fid_SPACE_EV and fid_SPACE (mean over evaluators) with nested-bootstrap intervals; every evaluator and space
-    is scored on the same draws. A draw's reference is the reference images of the draw's class mix."""
+    is scored on the same draws. A draw's reference is the reference images of the draw's class mix. The values
+    are torchmetrics' FID of all images (ClassMixFrechet.fid); the replicates use ClassMixFrechet.distance."""
     evs = list(scores)
     frechets = [scores[ev][f"frechet_{space}"] for space in SPACES for ev in evs]
 
@@ -153,7 +155,9 @@ def _fid_summaries(scores: dict, groups: list[np.ndarray], config: BenchmarkConf
         v = np.array([f.distance(rows) for f in frechets]).reshape(len(SPACES), len(evs))
         return np.concatenate([v.ravel(), v.mean(1)])
 
-    est, lo, hi = bootstrap_set_ci(groups, statistic, n_boot=config.n_boot, seed=config.control_seed)
+    whole = np.array([scores[ev][f"fid_{space}"] for space in SPACES for ev in evs]).reshape(len(SPACES), len(evs))
+    est, lo, hi = bootstrap_set_ci(groups, statistic, n_boot=config.n_boot, seed=config.control_seed,
+                                   estimate=np.concatenate([whole.ravel(), whole.mean(1)]))  # torchmetrics' values
     keys = [f"fid_{space}_{ev}" for space in SPACES for ev in evs] + [f"fid_{space}" for space in SPACES]
     return {k: {"value": float(est[j]), "lo": float(lo[j]), "hi": float(hi[j])} for j, k in enumerate(keys)}
 

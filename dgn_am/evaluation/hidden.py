@@ -25,7 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, pairwise_cosine_distance_of, poly_kernel
+from dgn_am.evaluation.distances import poly_kernel
+from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, pairwise_cosine_distance_of
 from dgn_am.evaluation.scoring import Evaluator, UnitKernels
 from dgn_am.layers import Unit, check_units, read_units, run, units_of
 

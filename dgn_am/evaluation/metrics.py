@@ -41,133 +41,7 @@ def mean_pairwise_cosine_distance(f: torch.Tensor) -> float:
     return float((1 - sim[iu[0], iu[1]]).mean())
 
 
-# ---- distributions of features: Frechet distance and KID ----
-
-def _center(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = f.mean(0)
-    return mu, f - mu
-
-
-def frechet_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """Frechet distance between N(mu1, cov1) and N(mu2, cov2) (mu: (D,), cov: (D, D)):
-    |mu1 - mu2|^2 + tr(cov1) + tr(cov2) - 2 tr((cov1 cov2)^(1/2)), the trace term from the eigenvalues of the
-    symmetric sqrt(cov1) cov2 sqrt(cov1) (no complex sqrtm)."""
-    w, v = np.linalg.eigh(cov1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.linalg.eigvalsh(root1 @ cov2 @ root1)
-    d = float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
-    return max(d, 0.0)
-
-
-def frechet_distance(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets f1 (N1, D), f2 (N2, D), N >= 2.
-
-    When N1 <= D the trace term is computed from the small (N1, N1) matrix A cov2 A^T / (N1 - 1), A = f1 - mean,
-    which has the same non-zero eigenvalues as cov1 cov2 (cheap for few synthesized images in a wide space). The
-    benchmark uses ClassMixFrechet; this is its reference for two plain feature sets."""
-    a = np.asarray(f1, dtype=np.float64)
-    if len(a) < 2:
-        raise ValueError("the Frechet distance needs at least two images in each set")
-    mu1, a = _center(a)
-    mu2, bc = _center(np.asarray(f2, dtype=np.float64))
-    cov2 = bc.T @ bc / (len(bc) - 1)
-    if len(a) > a.shape[1]:
-        return frechet_from_stats(mu1, a.T @ a / (len(a) - 1), mu2, cov2)
-    cross = np.linalg.eigvalsh(a @ cov2 @ a.T / (len(a) - 1))  # (N1,) = non-zero eigenvalues of cov1 cov2
-    tr1 = float((a ** 2).sum() / (len(a) - 1))
-    d = float(((mu1 - mu2) ** 2).sum() + tr1 + np.trace(cov2) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
-    return max(d, 0.0)
-
-
-class ClassMixFrechet:
-    """Frechet distance between any subset of generated features and the Gaussian of real features of the same
-    class mix, cheap to recompute on many subsets (a bootstrap).
-
-    gen: (N, D) features of generated images; gen_classes: (N,) the class each was made for; real: {class: (n_c, D)}
-    real features per class, n_c >= 2. For a subset of rows (duplicates allowed) with class fractions w_c, the
-    reference is the mixture Gaussian with mean mu = sum_c w_c mu_c and covariance
-    sum_c w_c (cov_c + mu_c mu_c^T) - mu mu^T (the reference images of each class weighted by how often the subset
-    holds that class). The trace term comes from the (n, n) matrix A cov_mix A^T / (n - 1), A the centred subset,
-    built from products with the reference computed once here, so a call costs O(n^2 * sum_c n_c), not O(D^3)."""
-
-    def __init__(self, gen: np.ndarray, gen_classes: np.ndarray, real: dict[int, np.ndarray]) -> None:
-        gen = np.asarray(gen, dtype=np.float64)
-        classes = sorted(set(int(c) for c in gen_classes))
-        missing = [c for c in classes if c not in real or len(real[c]) < 2]
-        if missing:
-            raise ValueError(f"need at least 2 real feature vectors of class(es) {missing} for the Frechet reference")
-        self.col = np.searchsorted(classes, np.asarray(gen_classes))  # (N,) position of each row's class
-        ys = [np.asarray(real[c], dtype=np.float64) for c in classes]
-        mu = np.stack([y.mean(0) for y in ys])  # (C, D) class means
-        self.dim = gen.shape[1]
-        self.gram = gen @ gen.T  # (N, N)
-        self.q = gen @ mu.T  # (N, C): f_i . mu_c
-        self.mm = mu @ mu.T  # (C, C)
-        self.tr = np.array([((y - m) ** 2).sum() / (len(y) - 1) + m @ m for y, m in zip(ys, mu)])  # tr cov_c + |mu_c|^2
-        # (N, sum n_c): f_i . (y - mu_c) / sqrt(n_c - 1), so that for centred rows P P^T = A cov_c A^T per class block
-        self.p = np.concatenate([gen @ (y - m).T / np.sqrt(len(y) - 1) for y, m in zip(ys, mu)], axis=1)
-        self.block = np.concatenate([np.full(len(y), i) for i, y in enumerate(ys)])  # (sum n_c,) class of each column
-
-    def distance(self, rows: np.ndarray | None = None) -> float:
-        """Frechet distance of the generated rows (default: all; duplicates allowed, at least 2 positions)."""
-        rows = np.arange(len(self.col)) if rows is None else np.asarray(rows)
-        n = len(rows)
-        if n < 2:
-            raise ValueError("the Frechet distance needs at least two images in each set")
-        w = np.bincount(self.col[rows], minlength=len(self.mm)) / n  # (C,) class mix of the subset
-        g = self.gram[np.ix_(rows, rows)]
-        mean_sq = g.mean()  # |mean of the subset|^2
-        tr1 = (np.trace(g) - n * mean_sq) / (n - 1)
-        q = self.q[rows]  # (n, C)
-        mu_sq = w @ self.mm @ w
-        shift = mean_sq - 2 * q.mean(0) @ w + mu_sq  # |mean - mu|^2
-        tr2 = w @ self.tr - mu_sq
-        p = self.p[rows]
-        p = p - p.mean(0)  # (n, sum n_c): A (y - mu_c)^T / sqrt(n_c - 1)
-        qc = q - q.mean(0)  # (n, C): A mu_c
-        a_mu = qc @ w  # (n,): A mu
-        m = (p * w[self.block]) @ p.T + (qc * w) @ qc.T - np.outer(a_mu, a_mu)  # A cov_mix A^T
-        rank = min(len(np.unique(rows)) - 1, self.dim)  # of A: the other n - rank eigenvalues are zero but for
-        cross = np.linalg.eigvalsh(m / (n - 1))[n - rank:]  # rounding, which sqrt would blow up to ~1e-8 each
-        return max(float(shift + tr1 + tr2 - 2 * np.sqrt(np.clip(cross, 0, None)).sum()), 0.0)
-
-
-def poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """KID's kernel k(x, y) = (x.y / D + 1)^3 for rows of x (N, D), y (M, D) -> (N, M)."""
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
-
-
-def mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
-    """Unbiased MMD^2 from kernel matrices kxx (N, N), kyy (M, M), kxy (N, M); N, M >= 2 (diagonals ignored)."""
-    n, m = len(kxx), len(kyy)
-    return float((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                 - 2 * kxy.mean())
-
-
-def kid(f1: torch.Tensor | np.ndarray, f2: torch.Tensor | np.ndarray, subsets: int = 100,
-        subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Kernel Inception Distance (Binkowski et al. 2018) between features f1 (N1, D) and f2 (N2, D).
-
-    KID: the unbiased polynomial-kernel MMD^2 averaged over `subsets` draws of m = min(subset_size, N1, N2) rows
-    from each set (without replacement); with m = N1 = N2 that is the full-set estimate. se: its standard error,
-    estimated from the spread of the same statistic over draws of m/2 rows, scaled by sqrt(1/2) (the variance of
-    MMD^2 falls as 1/m), so it is never 0 merely because every draw holds the whole set. Returns (kid, se)."""
-    a, b = np.asarray(f1, dtype=np.float64), np.asarray(f2, dtype=np.float64)
-    m = min(subset_size, len(a), len(b))
-    if m < 2:
-        raise ValueError("KID needs at least two images in each set")
-    rng = np.random.default_rng(seed)
-
-    def draws(size: int) -> np.ndarray:
-        out = []
-        for _ in range(subsets):
-            x = a[rng.choice(len(a), size, replace=False)]
-            y = b[rng.choice(len(b), size, replace=False)]
-            out.append(mmd2_unbiased(poly_kernel(x, x), poly_kernel(y, y), poly_kernel(x, y)))
-        return np.asarray(out)
-
-    half = max(2, m // 2)
-    return float(draws(m).mean()), float(draws(half).std(ddof=1) * np.sqrt(half / m))
+# Frechet distance and KID: dgn_am.evaluation.distances (on torchmetrics)
 
 
 # ---- uncertainty: nested bootstrap over units, then seeds ----
@@ -230,8 +104,8 @@ def bootstrap_ci(groups: Sequence[Sequence[float]] | Sequence[np.ndarray],
 
 
 def bootstrap_set_ci(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray],
-                     n_boot: int = 1000, level: float = 0.95, seed: int = 0,
-                     recentre: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     n_boot: int = 1000, level: float = 0.95, seed: int = 0, recentre: bool = True,
+                     estimate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A statistic of the whole image set (such as FID), with the nested bootstrap of bootstrap_ci.
 
     groups[u]: the row indices of unit u's seeds. statistic(rows) -> (K,) values (K statistics at once, so they
@@ -239,11 +113,13 @@ def bootstrap_set_ci(groups: Sequence[np.ndarray], statistic: Callable[[np.ndarr
     seeds with replacement within each drawn unit, and evaluates the statistic on all drawn rows. With the same
     seed, the draws are those of bootstrap_ci. recentre (default): centre the interval on the estimate, because
     FID of a resample holding repeated images is biased upward (fewer distinct images); the interval then gives
-    the spread at this set size. Returns (estimate, low, high), each (K,)."""
+    the spread at this set size. estimate: the statistic of the whole set when another estimator gives it
+    (default: statistic of all rows). Returns (estimate, low, high), each (K,)."""
     groups = [np.asarray(g) for g in groups]
     if not groups:
         raise ValueError("bootstrap_set_ci needs at least one unit")
-    estimate = np.atleast_1d(np.asarray(statistic(np.concatenate(groups)), dtype=np.float64))
+    whole = statistic(np.concatenate(groups)) if estimate is None else estimate
+    estimate = np.atleast_1d(np.asarray(whole, dtype=np.float64))
     rng = np.random.default_rng(seed)
     reps = np.empty((n_boot, len(estimate)))
     with _one_blas_thread():

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dgn_am.evaluation.metrics import ClassMixFrechet, UnitManifold, judge, knn_radii, poly_kernel
+from dgn_am.evaluation.distances import ClassMixFrechet, ClassStats, poly_kernel, reference_stats
+from dgn_am.evaluation.metrics import UnitManifold, judge, knn_radii
 from dgn_am.layers import list_layers, run
 
 # per shipped architecture: (penultimate layer, an early conv layer) for the two feature spaces
@@ -102,11 +103,36 @@ class Evaluator:
         return {k: torch.cat(v).double().cpu().numpy() for k, v in out.items()}
 
 
+class EvaluatorFeatures(torch.nn.Module):
+    """One feature space of an evaluator as torchmetrics' custom feature extractor: images (B, C, H, W) in [0, 1]
+    -> (B, D) float64, the same features as Evaluator.embed(images)[space]."""
+
+    def __init__(self, evaluator: Evaluator, space: str, dim: int) -> None:
+        super().__init__()
+        if space not in SPACES:
+            raise ValueError(f"unknown feature space '{space}'; use one of {', '.join(SPACES)}")
+        self.evaluator, self.space = evaluator, space
+        self.num_features = dim  # torchmetrics reads the feature size here
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        e = self.evaluator
+        layer = e.penult if self.space == "penult" else e.early
+        f = run(e.model, images, [layer], raw=True)[layer]
+        if self.space == "early" and f.dim() == 4:
+            f = F.adaptive_avg_pool2d(f, EARLY_POOL)  # (B, C, 4, 4)
+        return f.flatten(1).double().cpu()
+
+
 @dataclass
 class UnitKernels:
     """What a per-unit KID needs, so a bootstrap can resample seeds cheaply: kxx (S, S) among the unit's images,
     kxy (S,) mean kernel value of each image against the class's reference, kyy the reference's unbiased term."""
 
+    # Not torchmetrics' KernelInceptionDistance: it draws equal-size subsets of both sets (here 8 seeds against
+    # 200 reference images, so 192 would go unused in every draw) and keeps no kernel matrix to resample seeds
+    # from. The kernel is torchmetrics' poly_kernel; the unbiased MMD^2 with all seeds equals
+    # distances.mmd2_unbiased, which equals torchmetrics' for equal sizes (tests/evaluation/test_distances.py).
     kxx: np.ndarray
     kxy: np.ndarray
     kyy: float
@@ -133,6 +159,12 @@ class Scorer:
         self.evaluators = evaluators
         self.labels = labels.cpu().numpy()
         self.ref = {e.name: e.embed(reference) for e in evaluators}
+        # per class, the Gaussian of the reference in each space, from a torchmetrics FID with the evaluator as its
+        # feature extractor (the class-mix Frechet reference)
+        self.stats: dict[tuple[str, str], dict[int, ClassStats]] = {
+            (e.name, space): reference_stats(EvaluatorFeatures(e, space, self.ref[e.name][space].shape[1]),
+                                             reference, labels)
+            for e in evaluators for space in SPACES}
         self._kyy: dict[tuple[str, str, int], float] = {}
         self._radii: dict[tuple[str, int], np.ndarray] = {}
 
@@ -141,6 +173,13 @@ class Scorer:
         if len(f) < 2:
             raise ValueError(f"the reference set holds {len(f)} images of class {c}; need at least 2")
         return f
+
+    def _class_stats(self, ev: str, space: str, classes: np.ndarray) -> dict[int, ClassStats]:
+        stats = self.stats[(ev, space)]
+        missing = [int(c) for c in classes if int(c) not in stats]
+        if missing:
+            raise ValueError(f"the reference set holds no images of class(es) {missing}")
+        return {int(c): stats[int(c)] for c in classes}
 
     def _kyy_term(self, ev: str, space: str, c: int) -> float:
         key = (ev, space, c)
@@ -161,8 +200,9 @@ class Scorer:
 
         Returns {evaluator: {"correct": (N,) 0/1, "prob": (N,), "kernels_SPACE": [UnitKernels per unit],
         "frechet_SPACE": ClassMixFrechet of the images against the reference images of their classes (any subset),
-        "fid_SPACE": float (all images, NaN for one image), "manifold": [UnitManifold per unit: its seeds against
-        the k-NN balls of its class's reference images, penultimate features], "feats_penult": (N, D)}}.
+        "fid_SPACE": float (all images, torchmetrics' estimator; NaN for one image), "manifold": [UnitManifold per
+        unit: its seeds against the k-NN balls of its class's reference images, penultimate features],
+        "feats_penult": (N, D)}}.
         """
         cls = classes.cpu().numpy()
         out: dict[str, dict] = {}
@@ -180,10 +220,9 @@ class Scorer:
                     kernels.append(UnitKernels(poly_kernel(f[g], f[g]), poly_kernel(f[g], y).mean(1),
                                                self._kyy_term(e.name, space, c)))
                 rec[f"kernels_{space}"] = kernels
-                frechet = ClassMixFrechet(f, cls, {int(c): self._class_ref(e.name, space, int(c))
-                                                   for c in np.unique(cls)})
+                frechet = ClassMixFrechet(f, cls, self._class_stats(e.name, space, np.unique(cls)))
                 rec[f"frechet_{space}"] = frechet
-                rec[f"fid_{space}"] = frechet.distance() if len(f) > 1 else float("nan")
+                rec[f"fid_{space}"] = frechet.fid() if len(f) > 1 else float("nan")
             rec["manifold"] = []
             for g in groups:
                 c = int(cls[g[0]])

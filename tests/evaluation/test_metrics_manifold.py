@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dgn_am.evaluation.metrics import (ClassMixFrechet, UnitManifold, bootstrap_ci, bootstrap_set_ci,
-                                       frechet_distance, frechet_from_stats, knn_radii, manifold_metrics)
+from dgn_am.evaluation.distances import ClassMixFrechet
+from dgn_am.evaluation.metrics import UnitManifold, bootstrap_ci, bootstrap_set_ci, knn_radii, manifold_metrics
 
 # 1-D real points and their k-NN radii, by hand:
 #   k=1: 0 -> 1 (its neighbour 1), 1 -> 1, 3 -> 2 (neighbour 1), 7 -> 4 (neighbour 3)
@@ -62,38 +62,6 @@ def test_knn_radii_rejects_a_single_real_sample():
         knn_radii(REAL[:1], 1)
 
 
-def _mixture_frechet(gen, cls, real, rows):
-    """Frechet distance from the definitions: the mixture of the classes' Gaussians weighted by the class mix."""
-    a = gen[rows]
-    classes = sorted(real)
-    w = np.array([np.mean(cls[rows] == c) for c in classes])
-    mus = [real[c].mean(0) for c in classes]
-    covs = [np.cov(real[c].T) for c in classes]
-    mu = sum(wi * m for wi, m in zip(w, mus))
-    cov = sum(wi * (c + np.outer(m, m)) for wi, c, m in zip(w, covs, mus)) - np.outer(mu, mu)
-    return frechet_from_stats(a.mean(0), np.cov(a.T), mu, cov)
-
-
-def test_class_mix_frechet_matches_definition():
-    g = np.random.default_rng(1)
-    real = {c: g.normal(c, 1 + c, size=(30 + 5 * c, 20)) for c in range(3)}
-    gen = g.normal(1, 2, size=(12, 20))
-    cls = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 0, 1, 2])
-    f = ClassMixFrechet(gen, cls, real)
-    for rows in (np.arange(12), np.array([0, 0, 3, 5, 5, 5, 7]), np.array([2, 3, 4, 4])):
-        assert f.distance(rows) == pytest.approx(_mixture_frechet(gen, cls, real, rows), rel=1e-6)
-    assert f.distance() == pytest.approx(f.distance(np.arange(12)))
-    with pytest.raises(ValueError, match="two images"):
-        f.distance(np.array([3]))
-
-
-def test_class_mix_frechet_one_class_is_plain_frechet():
-    g = np.random.default_rng(2)
-    gen, real = g.normal(size=(40, 5)), g.normal(0.5, 1.5, size=(300, 5))
-    f = ClassMixFrechet(gen, np.zeros(40, dtype=int), {0: real})
-    assert f.distance() == pytest.approx(frechet_distance(gen, real), rel=1e-9)
-
-
 def test_set_bootstrap_draws_match_bootstrap_ci():
     g = np.random.default_rng(3)
     values = g.normal(size=20)
@@ -117,3 +85,27 @@ def test_fid_interval_contains_estimate():
     # why it is centred: resamples repeat images, which inflates FID, so the raw percentiles sit above the estimate
     _, raw_lo, _ = bootstrap_set_ci(groups, lambda rows: np.array([f.distance(rows)]), n_boot=200, recentre=False)
     assert raw_lo[0] > est[0]
+
+
+# ---- against prdc (Naeem et al.'s own package), which returns only the set-level numbers ----
+# Ours is kept because the bootstrap needs the (seed x real ball) matrix, which prdc does not expose. prdc counts a
+# sample on a ball's boundary as outside (distance < radius); we count it inside (<=), as the by-hand tests above.
+
+def test_manifold_metrics_match_prdc_on_continuous_features(capsys):
+    from prdc import compute_prdc
+
+    g = np.random.default_rng(11)
+    real, gen = g.normal(size=(60, 5)), g.normal(0.4, 1.2, size=(40, 5))
+    ours = manifold_metrics(gen, real, k=5)
+    theirs = compute_prdc(real, gen, nearest_k=5)
+    for m in ("precision", "density", "coverage"):
+        assert ours[m] == pytest.approx(theirs[m], abs=1e-12), m
+
+
+def test_prdc_leaves_out_the_boundary_we_include(capsys):
+    from prdc import compute_prdc
+
+    # k=1 by hand (test_manifold_k1_by_hand): 2.0 lies on the boundary of ball [0, 2]; prdc drops that membership
+    theirs = compute_prdc(REAL, GEN, nearest_k=1)
+    assert theirs["precision"] == 0.5 and theirs["density"] == pytest.approx(3 / 4)
+    assert manifold_metrics(GEN, REAL, k=1)["density"] == 1.0

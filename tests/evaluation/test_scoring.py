@@ -21,3 +21,21 @@ def test_parse_evaluator_by_hand():
 def test_default_layers_pick_the_shipped_feature_layers(name):
     # the rule for unknown models agrees with the layers named for the shipped ones
     assert default_layers(load_model(name, "random")) == FEATURE_LAYERS[name]
+
+
+@pytest.mark.parametrize("name", ["fmnist-resnet", "fmnist-caffenet-s1"])
+def test_evaluator_features_are_embed_features_for_torchmetrics(name):
+    import torch
+
+    from dgn_am.evaluation.scoring import Evaluator, EvaluatorFeatures
+
+    e = Evaluator.from_spec(name)
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    emb = e.embed(x)
+    for space in ("penult", "early"):
+        ext = EvaluatorFeatures(e, space, emb[space].shape[1])
+        f = ext(x)
+        assert f.dtype == torch.float64 and f.shape == (6, ext.num_features)
+        assert torch.allclose(f, torch.as_tensor(emb[space]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown feature space"):
+        EvaluatorFeatures(e, "late", 3)
