@@ -19,7 +19,7 @@ from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, Gaussi
 from dgn_am.parameterizations import build_parameterization
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
 from dgn_am.steps import StepRule
-from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
+from dgn_am.transforms import Jitter, Noise, Pad, RandomCrop, RandomRotate, RandomScale
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,24 @@ register(Method(
     operators=(Decay(rate=0.01), CentreBias(start=0.4, until=0.5)),
     transforms=(Jitter(pixels=1),),
     reference_size=28,
+))
+
+
+# MACO (Fel et al. 2023): only the phase of the spectrum is optimized, its magnitude fixed to the data set's mean
+# magnitude spectrum (option "spectrum": the shipped "fmnist", or a file from `dgn-am spectrum`); each step scores
+# the mean over 4 random crops (box side 75-100% of the image, resized back) with uniform noise (+-0.05).
+register(Method(
+    name="maco",
+    description="Fel et al. 2023: phase-only Fourier image, magnitude fixed to the data's mean spectrum, crops + "
+                "noise, Adam; writes a transparency map (accumulated gradient magnitude)",
+    parameterization="maco",
+    init="randn",
+    init_std=1.0,
+    steps=256,
+    step_rule=StepRule("adam", lr=0.2),  # phases in radians; 0.05, 0.2 and 1.0 all reach act 20-23 in 100 steps
+    transforms=(RandomCrop(low=0.75, high=1.0), Noise(amplitude=0.05)),
+    samples=4,
+    options=(("spectrum", "fmnist"),),
 ))
 
 

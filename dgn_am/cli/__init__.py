@@ -4,11 +4,12 @@ One module per command group, all sharing `common`; none imports another:
 
     synthesize     dgn-am synthesize
     listing        dgn-am layers, dgn-am methods
-    stats          dgn-am code-stats, dgn-am evaluate
+    stats          dgn-am code-stats, dgn-am evaluate, dgn-am spectrum
     train          dgn-am train-classifier, dgn-am train-prior (the optional training side)
     explain        dgn-am explain
     dataset_views  dgn-am dataset-views
     benchmark      dgn-am benchmark
+    search         dgn-am search (gradient-free search over a prior's code)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import benchmark, dataset_views, explain, listing, stats, synthesize, train
+from dgn_am.cli import benchmark, dataset_views, explain, listing, search, stats, synthesize, train
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "input exit with status 2, unexpected errors with 1; add --debug anywhere on the command "
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark):
+    for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, search):
         group.add_commands(sub)
     return parser
 

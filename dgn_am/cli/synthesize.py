@@ -62,6 +62,10 @@ def _compose(method, args, model):
         if args.samples < 1:
             raise UsageError(f"--samples must be >= 1, got {args.samples}")
         changes["samples"] = args.samples
+    if args.spectrum:
+        if method.parameterization != "maco":
+            raise UsageError(f"--spectrum is for the maco parameterization; {method.name} uses {method.parameterization}")
+        changes["options"] = tuple(o for o in method.options if o[0] != "spectrum") + (("spectrum", args.spectrum),)
     if args.mean_image:
         changes["options"] = tuple(o for o in method.options if o[0] != "mean_image") + (("mean_image", args.mean_image),)
     if not changes and not args.name:
@@ -242,6 +246,9 @@ def add_commands(sub) -> None:
     g.add_argument("--mean-image", default=None, metavar="FILE",
                    help="image file for init mean-image (default: the Fashion-MNIST mean for Fashion-MNIST models, "
                         "else the flat normalization mean)")
+    g.add_argument("--spectrum", default=None, metavar="FILE",
+                   help="maco: the magnitude spectrum to keep fixed, a file from `dgn-am spectrum` (default: the "
+                        "shipped Fashion-MNIST one)")
     g.add_argument("--name", default=None, help="name of the composed method in file names and the manifest")
     p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
     p.add_argument("--lr", type=finite_float, default=None, help="override the method's first step size (for "

@@ -22,6 +22,7 @@ from dgn_am.models.spec import InputSpec
 from dgn_am.parameterizations.base import Parameterization
 from dgn_am.parameterizations.code import CodeParam, unit_bank_starts
 from dgn_am.parameterizations.fourier import FourierParam
+from dgn_am.parameterizations.maco import MacoParam, Spectrum, load_spectrum
 from dgn_am.parameterizations.pixels import PixelParam, mean_image
 
 if TYPE_CHECKING:  # methods.py builds its parameterizations here; the type only, no import cycle
@@ -71,9 +72,19 @@ def _code(method: "Method", model: torch.nn.Module, items: Items, prior: Any) ->
                      clamp=opts.get("clamp", True), starts=starts)
 
 
+def _maco(method: "Method", model: torch.nn.Module, items: Items, prior: Any) -> Parameterization:
+    """MacoParam; init "randn" or "zeros". Option "spectrum": a shipped name ("fmnist"), a file made by
+    `dgn-am spectrum`, or a Spectrum (default "fmnist")."""
+    spec = model.input_spec
+    spectrum = dict(method.options).get("spectrum", "fmnist")
+    if not isinstance(spectrum, Spectrum):
+        spectrum = load_spectrum(spectrum)
+    return MacoParam(spectrum, (spec.channels, *spec.size), init=method.init, init_std=method.init_std)
+
+
 # name -> builder(method, model, items, prior) -> Parameterization
 PARAMETERIZATIONS: dict[str, Callable[["Method", torch.nn.Module, Items, Any], Parameterization]] = {
-    "pixels": _pixels, "fourier": _fourier, "code": _code}
+    "pixels": _pixels, "fourier": _fourier, "code": _code, "maco": _maco}
 
 
 def build_parameterization(method: "Method", model: torch.nn.Module, items: Items,
