@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from dgn_am.accentuation import keep_close
 from dgn_am.engine import Result, check_samples, maximize
 from dgn_am.layers import Unit, check_units
 from dgn_am.objectives import UnitObjective
@@ -231,6 +232,23 @@ register(Method(
 ))
 
 
+# Feature accentuation (Hamblin et al. 2024): from a given image (--init-image), in Olah's Fourier space, raise the
+# unit while the representation in the middle conv layer (conv3 of fmnist-caffenet) stays near the seed image's:
+# unit - 10 * ||a - a_seed||^2 / ||a_seed||^2, with a 1-px jitter.
+register(Method(
+    name="accentuation",
+    description="Hamblin et al. 2024: from --init-image, raise the unit while a middle layer's representation stays "
+                "near the seed's (weight 10), Fourier space, Adam 0.05; writes seed | accentuation | difference",
+    parameterization="fourier",
+    init="seed-image",
+    init_std=0.0,
+    steps=200,
+    step_rule=StepRule("adam", lr=0.05),
+    transforms=(Jitter(pixels=1),),
+    options=(("keep_weight", 10.0), ("keep_layer", None)),
+))
+
+
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}'; available: {', '.join(sorted(METHODS))} (dgn-am methods)")
@@ -252,6 +270,9 @@ def synthesize(
     method, code_scale = in_prior_units(recorded, prior)
     items = [(u, s) for u in units for s in seeds]
     objective = UnitObjective([u for u, _ in items])
+    close = keep_close(method, model, len(items))  # feature accentuation: stay near the seed's representation
+    if close is not None:
+        objective = objective - close
     param = build_parameterization(method, model, items, prior)  # every item's start chosen inside
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress,

@@ -127,3 +127,19 @@ class Diversity(Objective):
         same = (g[:, None] == g[None, :]) & ~torch.eye(len(g), dtype=torch.bool, device=a.device)
         count = same.sum(1).clamp(min=1)
         return -(sim * same).sum(1) / count
+
+
+class RepresentationDistance(Objective):
+    """How far a layer's activation has moved from a reference: ||a - ref||^2 / ||ref||^2 per item, (B,) >= 0.
+
+    reference: (1, ...) or (B, ...) activations of the layer (e.g. of the seed images); feature accentuation
+    subtracts `weight * RepresentationDistance(layer, ref)` from the unit's activation to keep the image close to
+    its seed's representation."""
+
+    def __init__(self, layer: str, reference: torch.Tensor) -> None:
+        self.layers, self.reference = (layer,), reference.detach()
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        a = acts[self.layers[0]].flatten(1)  # (B, D)
+        ref = self.reference.to(a).flatten(1).expand_as(a)
+        return (a - ref).pow(2).sum(1) / ref.pow(2).sum(1).clamp(min=1e-12)

@@ -54,6 +54,10 @@ def _fourier(method: "Method", model: torch.nn.Module, items: Items, prior: Any)
     init: Any = method.init
     if init == "mean-image":
         init = mean_image(spec, opts.get("mean_image"))
+    elif init == "seed-image":  # feature accentuation: each item from its seed image, (1 or B, C, H, W)
+        from dgn_am.accentuation import seed_images
+
+        init = seed_images(method, len(items))
     return FourierParam((spec.channels, *spec.size), decorrelate=opts.get("decorrelate"),
                         decay_power=opts.get("decay_power", 1.0), init=init, init_std=method.init_std,
                         gain=opts.get("gain", 0.25))
@@ -118,6 +122,10 @@ def start_from_image(method: "Method", path: str | Path, model: torch.nn.Module,
     if method.parameterization == "pixels":
         image = load_image(path, model.input_spec)[0]
         return dataclasses.replace(method, init="image", options=method.options + (("init_image", image),))
+    if method.parameterization == "fourier" and method.init == "seed-image":  # feature accentuation
+        image = load_image(path, model.input_spec)
+        opts = tuple(o for o in method.options if o[0] != "init_images")
+        return dataclasses.replace(method, options=opts + (("init_images", image),))
     if method.parameterization == "fourier":  # the image's spectrum plus the method's init_std noise
         image = load_image(path, model.input_spec)[0]
         return dataclasses.replace(method, init="mean-image", options=method.options + (("mean_image", image),))
