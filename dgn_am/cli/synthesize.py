@@ -155,8 +155,27 @@ def _run_chunks(args, model, method, units, seeds, prior, files, kept, folder) -
                 if failed is None:
                     save_image(result.images[row], folder.file(files[key]))
                     cells[key] = result.images[row].cpu()
+                    record.update(_save_extras(method, result, row, files[key], folder))
                 rows[key] = record
     return rows, cells
+
+
+def _save_extras(method, result, row: int, name: str, folder) -> dict:
+    """Beside an item's PNG: MACO's transparency map (`*_transparency.png`, grey, 1 = the most gradient) and an
+    accentuation's seed | accentuation | difference panel (`*_panel.png`). Returns their manifest entries."""
+    from dgn_am.accentuation import panel, seed_images
+    from dgn_am.imageio import save_image
+
+    out = {}
+    stem = name[: -len(".png")]
+    if "transparency" in result.extras:
+        out["transparency"] = f"{stem}_transparency.png"
+        save_image(result.extras["transparency"][row], folder.file(out["transparency"]))
+    if "keep_weight" in dict(method.options):
+        out["panel"] = f"{stem}_panel.png"
+        seed = seed_images(method, len(result.images))[row]
+        save_image(panel(seed, result.images[row].cpu()), folder.file(out["panel"]), scale=2)
+    return out
 
 
 def _write_grid(model, units, order: list, cells: dict, folder) -> None:
