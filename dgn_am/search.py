@@ -143,8 +143,8 @@ class _Recorder:
                  ) -> tuple[np.ndarray, torch.Tensor]:
         """codes (P, D) -> (scores (P,), images (P, C, H, W)); records the generation, which also holds the
         `carried` (scores, images) of codes kept from the last one without being scored again."""
-        param = next(self.prior.generator.parameters())
-        images = self.prior.image(torch.as_tensor(codes, dtype=param.dtype, device=param.device), self.spec).cpu()
+        like = self.prior.mean  # the code's dtype and device
+        images = self.prior.image(torch.as_tensor(codes, dtype=like.dtype, device=like.device), self.spec).cpu()
         s = _scores(self.scorer, images, self.config.max_batch)
         self.calls += len(codes)
         g = int(np.argmax(s))
@@ -213,8 +213,9 @@ def _ga(rec: _Recorder, prior: Any, seed: int, config: SearchConfig) -> None:
 def search(scorer: Scorer, prior: Any, spec: Any, seed: int = 0, config: SearchConfig = SearchConfig()) -> SearchResult:
     """Search prior's code for the image that `scorer` scores highest, within config.budget scorer evaluations.
 
-    spec: the InputSpec the scorer's images follow (prior.image(h, spec)); seed: the search's random stream (the
-    same seed gives the same result)."""
+    prior: anything with lower, upper, mean, std (D,), code_dim, provenance and image(h (P, D), spec) -> images,
+    such as dgn_am.load_prior(...); spec: the InputSpec the scorer's images follow; seed: the search's random stream
+    (the same seed gives the same result)."""
     rec = _Recorder(scorer, prior, spec, config)
     (_cmaes if config.algorithm == "cmaes" else _ga)(rec, prior, seed, config)
     score, code, image = rec.top
