@@ -118,6 +118,10 @@ def _prepare(args) -> tuple:
         prior = load_prior(args.prior, device=args.device)
     if args.init_image:
         method = start_from_image(method, args.init_image, model, prior)
+    elif method.init == "seed-image":
+        from dgn_am.accentuation import NEEDS_IMAGE
+
+        raise UsageError(f"method {method.name} {NEEDS_IMAGE}")
     method = method.with_overrides(steps=args.steps, lr=args.lr)
     _check_method(method)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
