@@ -44,3 +44,38 @@ def test_search_and_budget_rows_make_images(caffenet):
     grad = make_row_images("simonyan@4", caffenet, units, [0], lambda: prior, {}, steps=3)
     assert grad["steps"] == 4
     assert SEARCH_BUDGET >= 40
+
+
+def _have_data() -> bool:
+    try:
+        from dgn_am.data import fashion_mnist_dir
+
+        fashion_mnist_dir()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow  # about 80 s on a loaded 2-core machine: a benchmark run with its calibration
+@pytest.mark.skipif(not _have_data(), reason="Fashion-MNIST not installed")
+def test_benchmark_scores_the_new_rows_and_path_similarity(tmp_path):
+    import json
+
+    from dgn_am.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--units", "fc8:0-1", "--seeds", "2", "--steps", "2", "--methods",
+                 "maco,accentuation,search-cmaes@30,simonyan@3", "--evaluators", "fmnist-resnet", "--no-control",
+                 "--n-boot", "5", "--reference", "30", "--out", str(out), "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["methods"]
+    assert list(m) == ["maco", "accentuation", "search-cmaes@30", "simonyan@3", "real-images", "noise"]
+    assert all(e["error"] is None for e in m.values()), {k: e["error"] for k, e in m.items()}
+    assert m["search-cmaes@30"]["cost"]["steps"] == 30 and m["simonyan@3"]["cost"]["steps"] == 3
+    assert m["maco"]["cost"]["steps"] == 2
+    for name, e in m.items():
+        sims = e["per_image"]["path_similarity"]
+        assert len(sims) == 4 and all(-1 <= s <= 1 for s in sims), name
+    assert m["real-images"]["summary"]["path_similarity"]["value"] > m["noise"]["summary"]["path_similarity"]["value"]
+    assert "path_similarity" in res["calibration"]["verdicts"]
+    assert "| path sim |" in (out / "table.md").read_text()
