@@ -198,6 +198,22 @@ def _write_grid(model, units, order: list, cells: dict, folder) -> None:
                        scale=max(1, 112 // max(model.input_spec.size)))
 
 
+def _write_extra_grids(units, order: list, rows: dict, folder) -> None:
+    """transparency.png (MACO) and panels.png (accentuation): the items' extra images in grid.png's layout, one row
+    per unit (failed items blank)."""
+    from dgn_am.imageio import make_grid, read_image, save_labelled_grid
+
+    for key, grid_name in (("transparency", "transparency.png"), ("panel", "panels.png")):
+        files = {k: rows[k].get(key) for k in order}
+        if not any(files.values()):
+            continue
+        cells = {k: read_image(folder.file(f)) for k, f in files.items() if f}
+        blank = torch.ones_like(next(iter(cells.values())))
+        grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(units))
+        save_labelled_grid(grid, [str(u) for u in units], folder.file(grid_name), rows=len(units),
+                           scale=max(1, 112 // max(blank.shape[-2:])))
+
+
 def _report_outcome(args, rows: dict, kept: dict, seconds: float) -> None:
     """Warn about dead starts, raise ItemsFailed for failed items, else print the summary line."""
     dead = sum(bool(r.get("dead_start")) for r in rows.values())
@@ -233,6 +249,7 @@ def cmd_synthesize(args) -> int:
         kept = kept_rows(folder.previous, files, signature, Path(args.out), folder.path)
         rows, cells = _run_chunks(args, model, method, units, seeds, prior, files, kept, folder)
         _write_grid(model, units, order, cells, folder)
+        _write_extra_grids(units, order, rows, folder)
         lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
         atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
     _report_outcome(args, rows, kept, time.perf_counter() - started)

@@ -92,6 +92,7 @@ def test_synthesize_maco_writes_transparency_maps(tmp_path):
         t = np.asarray(Image.open(out / r["transparency"]), dtype=np.float32) / 255
         assert t.shape == (28, 28) and t.max() == 1.0
         assert r["settings"]["parameterization"]["spectrum"]["file"] == "fmnist"
+    assert (out / "transparency.png").is_file() and not (out / "panels.png").exists()
     bad = tmp_path / "bad"
     assert main(["synthesize", "--method", "simonyan", "--spectrum", "x", "--out", str(bad), "--quiet"]) == 2
 
@@ -105,6 +106,7 @@ def test_synthesize_accentuation_writes_panels_and_needs_an_image(tmp_path, caps
     seed = np.asarray(Image.open(DOCS_IMAGE).convert("L"), dtype=np.float32) / 255
     assert panel.shape == (56, 2 * (3 * 28 + 4))  # enlarged 2x: seed | accentuation | difference
     assert np.abs(panel[::2, :56:2] - seed).max() <= 1 / 255 + 1e-6
+    assert (out / "panels.png").is_file()
     missing = tmp_path / "none"
     assert main(["synthesize", "--method", "accentuation", "--units", "fc8:5", "--out", str(missing)]) == 2
     assert "--init-image" in capsys.readouterr().err and not missing.exists()
