@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("class", "hidden"), default=None, help="run one of the two tables")
     p.add_argument("--hidden-seeds", type=int, default=4)
     p.add_argument("--hidden-steps", type=int, default=200)
-    p.add_argument("--search-budget", type=int, default=500,
+    p.add_argument("--search-budget", type=int, default=200,
                    help="scorer calls per image of the search rows, and steps of the gradient row beside them")
     args = p.parse_args(argv)
     rc = 0 if args.only == "hidden" else run_class(args)

@@ -18,7 +18,7 @@ import time
 import torch
 
 SEARCHES = {"search-cmaes": "cmaes", "search-ga": "ga"}  # row name -> dgn_am.search algorithm
-SEARCH_BUDGET = 500  # scorer calls per (unit, seed) for a search row named without @N
+SEARCH_BUDGET = 200  # scorer calls per (unit, seed) for a search row named without @N
 
 
 def parse_row(name: str) -> tuple[str, int | None]:
