@@ -4,8 +4,8 @@
     python scripts/search_target.py --budget 500 --seeds 1 --out /tmp/search
 
 For every (unit, seed): CMA-ES and the genetic algorithm (dgn_am.search, the unit read under no_grad) with
---budget scorer calls, and gradient DGN-AM (dgn_am.synthesize) with each method's own steps and with --budget
-steps. Every image is scored the same way: the unit's logit on the saved image (clamped to [0, 1]). Writes
+--budget scorer calls, and gradient DGN-AM (dgn_am.synthesize): dgn-am and dgn-am-adam with their own 200 steps,
+and dgn-am-adam with --budget steps (as many forward passes as the searches' scorer calls). Every image is scored the same way: the unit's logit on the saved image (clamped to [0, 1]). Writes
 results.json (per item, per method, the ratios to each gradient method, settings and timings), grid.png (one row per
 unit: CMA-ES, GA, dgn-am, dgn-am-adam for seed 0) and curves.png (best and mean score per generation, mean over
 items).
@@ -89,11 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     units, seeds = dgn_am.parse_units(args.units), list(range(args.seeds))
     searched = {alg: _searches(model, units, seeds, prior, alg, args.budget) for alg in ("cmaes", "ga")}
     grad, images = {}, {}
-    for name in GRADIENT:
-        for steps in (None, args.budget):
-            key = name if steps is None else f"{name}@{steps}"
-            act, images[key], seconds = _gradient(model, units, seeds, prior, name, steps)
-            grad[key] = {"act": act.tolist(), "mean": float(act.mean()), "seconds": seconds}
+    for name, steps in [(g, None) for g in GRADIENT] + [("dgn-am-adam", args.budget)]:
+        key = name if steps is None else f"{name}@{steps}"
+        act, images[key], seconds = _gradient(model, units, seeds, prior, name, steps)
+        grad[key] = {"act": act.tolist(), "mean": float(act.mean()), "seconds": seconds}
     ratios = {alg: {g: {"ratio_of_means": float(np.mean(s["act"]) / np.mean(r["act"])),
                         "worst_unit": float(min(np.mean(np.reshape(s["act"], (len(units), -1)), 1) /
                                                 np.mean(np.reshape(r["act"], (len(units), -1)), 1)))}
