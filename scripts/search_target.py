@@ -63,7 +63,8 @@ def _curves(rows: dict, path: Path) -> None:
         best = np.array(rec["best"]).mean(0)
         mean = np.array(rec["mean"]).mean(0)
         pop = rec["settings"]["population"]
-        calls = np.arange(1, len(best) + 1) * pop
+        new = pop - rec["settings"]["search"]["kept"] if name == "ga" else pop  # ga scores only its children
+        calls = pop + np.arange(len(best)) * new
         ax.plot(calls, best, label=f"{name}: best of generation")
         ax.plot(calls, mean, "--", label=f"{name}: mean of generation")
     ax.set_xlabel("scorer calls")
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--budget", type=int, default=5000)
     p.add_argument("--out", default="docs/methods/search")
+    p.add_argument("--replot", action="store_true", help="only redraw curves.png from OUT/results.json")
     args = p.parse_args(argv)
+    if args.replot:
+        _curves(json.loads((Path(args.out) / "results.json").read_text())["search"], Path(args.out) / "curves.png")
+        return 0
     torch.set_num_threads(1)
     model, prior = dgn_am.load_model("fmnist-caffenet"), dgn_am.load_prior("fmnist-fc6")
     units, seeds = dgn_am.parse_units(args.units), list(range(args.seeds))
