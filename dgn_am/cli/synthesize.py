@@ -295,7 +295,7 @@ def add_commands(sub) -> None:
                    "dgn-am, in the reference's CaffeNet fc6 code units, scaled to the prior like its default 8)")
     p.add_argument("--init-image", default=None, help="start from this image: its code under the prior's encoder "
                    "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
-                   "reference's script 3), its pixels for pixel methods")
+                   "reference's script 3), its pixels for pixel methods, the seed image of --method accentuation")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=0, help="max images per batch (0: all at once)")
     p.add_argument("--out", required=True, help="output folder; written in a temporary folder beside it and "
