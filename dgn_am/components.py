@@ -18,7 +18,7 @@ from dgn_am.steps import StepRule
 from dgn_am.methods import Method
 from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, Share, StopAt
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
-from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
+from dgn_am.transforms import Jitter, Noise, Pad, RandomCrop, RandomRotate, RandomScale
 
 # The one registry of piece names: kind -> short name -> class. The CLI's --penalty/--operator/--transform flags,
 # their help and JSON configs are all built from it; a new piece is registered here and nowhere else.
@@ -27,7 +27,8 @@ COMPONENTS: dict[str, dict[str, type]] = {
     "operator": {"decay": Decay, "blur": GaussianBlur, "normclip": NormClip, "contribclip": ContributionClip,
                  "centrebias": CentreBias, "anchor": Anchor,
                  "stopat": StopAt, "share": Share},
-    "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate},
+    "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate, "crop": RandomCrop,
+                  "noise": Noise},
 }
 FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}  # Method field of each kind
 ROLE = {"penalty": "subtracted from the objective",  # what each kind does, for help texts

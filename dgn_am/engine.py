@@ -96,6 +96,9 @@ class Result:
     # failed[b]: None, or why item b stopped early ("non-finite gradient at step 3"): its p was frozen at the last
     # finite point before that step, so its image is the last good one. Empty when not filled in (older callers).
     failed: list[str | None] = field(default_factory=list)
+    # per-item maps the parameterization gathered during the run (Parameterization.extras), e.g. MACO's
+    # "transparency" (B, 1, H, W) in [0, 1]; empty for most parameterizations
+    extras: dict = field(default_factory=dict)
 
 
 def centre_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -334,4 +337,5 @@ def maximize(
             params, images = p.detach(), param.to_image(p).detach()
         result = _result(images, params, score_fn, history, seeds)
     result.dead_start, result.stopped_at, result.failed = items.dead.tolist(), items.stopped_at.tolist(), items.failed
+    result.extras = param.extras()
     return result

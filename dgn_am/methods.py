@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from dgn_am.accentuation import keep_close
 from dgn_am.engine import Result, check_samples, maximize
 from dgn_am.layers import Unit, check_units
 from dgn_am.objective_expr import ObjectiveTarget, objective_for, parse_objective
@@ -19,7 +20,7 @@ from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, Gaussi
 from dgn_am.parameterizations import build_parameterization
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
 from dgn_am.steps import StepRule
-from dgn_am.transforms import Jitter, Pad, RandomRotate, RandomScale
+from dgn_am.transforms import Jitter, Noise, Pad, RandomCrop, RandomRotate, RandomScale
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,41 @@ register(Method(
 ))
 
 
+# MACO (Fel et al. 2023): only the phase of the spectrum is optimized, its magnitude fixed to the data set's mean
+# magnitude spectrum (option "spectrum": the shipped "fmnist", or a file from `dgn-am spectrum`); each step scores
+# the mean over 4 random crops (box side 75-100% of the image, resized back) with uniform noise (+-0.05).
+register(Method(
+    name="maco",
+    description="Fel et al. 2023: phase-only Fourier image, magnitude fixed to the data's mean spectrum, crops + "
+                "noise, Adam; writes a transparency map (accumulated gradient magnitude)",
+    parameterization="maco",
+    init="randn",
+    init_std=1.0,
+    steps=256,
+    step_rule=StepRule("adam", lr=0.2),  # phases in radians; 0.05, 0.2 and 1.0 all reach act 20-23 in 100 steps
+    transforms=(RandomCrop(low=0.75, high=1.0), Noise(amplitude=0.05)),
+    samples=4,
+    options=(("spectrum", "fmnist"),),
+))
+
+
+# Feature accentuation (Hamblin et al. 2024): from a given image (--init-image), in Olah's Fourier space, raise the
+# unit while the representation in the middle conv layer (conv3 of fmnist-caffenet) stays near the seed image's:
+# unit - 10 * ||a - a_seed||^2 / ||a_seed||^2. No random transforms: the distance compares the image the model sees
+# with the untransformed seed, and a 1-px jitter alone kept it 0.02 away at weight 1000 (and sank the unit).
+register(Method(
+    name="accentuation",
+    description="Hamblin et al. 2024: from --init-image, raise the unit while a middle layer's representation stays "
+                "near the seed's (weight 10), Fourier space, Adam 0.05; writes seed | accentuation | difference",
+    parameterization="fourier",
+    init="seed-image",
+    init_std=0.0,
+    steps=200,
+    step_rule=StepRule("adam", lr=0.05),
+    options=(("keep_weight", 10.0), ("keep_layer", None)),
+))
+
+
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method '{name}'; available: {', '.join(sorted(METHODS))} (dgn-am methods)")
@@ -247,6 +283,9 @@ def synthesize(
     method, code_scale = in_prior_units(recorded, prior)
     items = [(u, s) for u in targets for s in seeds]
     objective = objective_for(model, [u for u, _ in items], extra)
+    close = keep_close(method, model, len(items))  # feature accentuation: stay near the seed's representation
+    if close is not None:
+        objective = objective - close
     param = build_parameterization(method, model, items, prior)  # every item's start chosen inside
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress,

@@ -129,16 +129,27 @@ class Diversity(Objective):
         return -(sim * same).sum(1) / count
 
 
-class FeatureMatch(Objective):
-    """Feature inversion (Mahendran & Vedaldi 2015): minus the normalized squared distance of a layer's activation
-    to each item's target features, -||phi(x_b) - phi0_b||^2 / ||phi0_b||^2, (B,); 0 at a perfect match.
+class RepresentationDistance(Objective):
+    """How far a layer's activation has moved from a reference: ||a - ref||^2 / ||ref||^2 per item, (B,) >= 0.
 
-    target: (B, ...) the features phi0 of the images to reconstruct, read at `layer` the way the engine reads it."""
+    reference: (1, ...) or (B, ...) activations of the layer (e.g. of the seed images); feature accentuation
+    subtracts `weight * RepresentationDistance(layer, ref)` from the unit's activation to keep the image close to
+    its seed's representation."""
 
-    def __init__(self, layer: str, target: torch.Tensor) -> None:
-        self.layers, self.target = (layer,), target.detach()
+    def __init__(self, layer: str, reference: torch.Tensor) -> None:
+        self.layers, self.reference = (layer,), reference.detach()
 
     def __call__(self, acts: Acts) -> torch.Tensor:
         a = acts[self.layers[0]].flatten(1)  # (B, D)
-        t = self.target.flatten(1).to(a)
-        return -(a - t).pow(2).sum(1) / t.pow(2).sum(1).clamp(min=1e-12)
+        ref = self.reference.to(a).flatten(1).expand_as(a)
+        return (a - ref).pow(2).sum(1) / ref.pow(2).sum(1).clamp(min=1e-12)
+
+
+class FeatureMatch(RepresentationDistance):
+    """Feature inversion (Mahendran & Vedaldi 2015): minus RepresentationDistance to each item's target features,
+    -||phi(x_b) - phi0_b||^2 / ||phi0_b||^2, (B,); 0 at a perfect match.
+
+    target: (B, ...) the features phi0 of the images to reconstruct, read at `layer` the way the engine reads it."""
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        return -super().__call__(acts)

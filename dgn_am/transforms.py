@@ -151,3 +151,46 @@ class RandomRotate:
 
     def rescaled(self, factor: float) -> "RandomRotate":
         return self
+
+
+@dataclass(frozen=True)
+class RandomCrop:
+    """MACO's crops: for item b a square box of side s_b * min(H, W), s_b ~ U(low, high), at a uniform position
+    inside the image, resampled (bilinear) back to (H, W). Keeps the size; draws 3 numbers per item from gen."""
+
+    low: float = 0.75  # smallest box side, as a fraction of the image side
+    high: float = 1.0  # largest box side
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high <= 1:
+            raise ValueError(f"RandomCrop needs 0 < low <= high <= 1, got low={self.low}, high={self.high}")
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        u = torch.rand(x.shape[0], 3, generator=gen, dtype=torch.float64)  # (B, 3): side, row, column
+        s = self.low + (self.high - self.low) * u[:, 0]  # (B,) box side over image side
+        theta = torch.zeros(x.shape[0], 2, 3, dtype=torch.float64)
+        theta[:, 0, 0] = theta[:, 1, 1] = s  # output [-1, 1] samples the input at s * u + centre
+        theta[:, 0, 2] = (2 * u[:, 2] - 1) * (1 - s)  # box centre, so the box stays inside the image
+        theta[:, 1, 2] = (2 * u[:, 1] - 1) * (1 - s)
+        return _affine(x, theta, "border")
+
+    def rescaled(self, factor: float) -> "RandomCrop":
+        return self
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Additive uniform noise (MACO's): x + U(-amplitude, amplitude) per pixel, drawn from gen. Keeps the size."""
+
+    amplitude: float = 0.05  # largest change of a pixel value (images in [0, 1])
+
+    def __post_init__(self) -> None:
+        if not self.amplitude >= 0:
+            raise ValueError(f"Noise: amplitude must be >= 0, got {self.amplitude}")
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        u = torch.rand(x.shape, generator=gen, dtype=torch.float32)
+        return x + (2 * u.to(x) - 1) * self.amplitude
+
+    def rescaled(self, factor: float) -> "Noise":
+        return self

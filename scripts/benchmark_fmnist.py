@@ -5,7 +5,9 @@
 
 The class table runs `dgn-am benchmark` on fc8:0-9 with every method of the default list that is registered
 (missing ones are named in the output), the default evaluators whose checkpoints exist, 8 seeds, 100 steps for
-every method and 500 bootstrap replicates. The hidden-unit table runs it on conv5:0-63 and fc6:0-63 (all of
+every method and 500 bootstrap replicates, plus gradient-free search over the prior's code (CMA-ES and XDream's
+genetic algorithm, --search-budget scorer calls per image) next to gradient DGN-AM (`dgn-am`, the reference loop)
+run for the same number of steps, i.e. forward passes. The hidden-unit table runs it on conv5:0-63 and fc6:0-63 (all of
 conv5's channels and the first 64 units of fc6), 4 seeds each, 200 steps, with every prior-based method and two
 hand-crafted ones, into OUT/hidden.
 """
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("class", "hidden"), default=None, help="run one of the two tables")
     p.add_argument("--hidden-seeds", type=int, default=4)
     p.add_argument("--hidden-steps", type=int, default=200)
+    p.add_argument("--search-budget", type=int, default=200,
+                   help="scorer calls per image of the search rows, and steps of the gradient row beside them")
     args = p.parse_args(argv)
     rc = 0 if args.only == "hidden" else run_class(args)
     if rc == 0 and args.only != "class":
@@ -40,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_class(args) -> int:
-    methods = [m for m in DEFAULT_METHODS if m in METHODS]
+    budget = args.search_budget
+    methods = [m for m in DEFAULT_METHODS if m in METHODS] + [f"search-cmaes@{budget}", f"search-ga@{budget}",
+                                                              f"dgn-am@{budget}"]
     missing = [m for m in DEFAULT_METHODS if m not in METHODS]
     evaluators = [e for e in DEFAULT_EVALUATORS["fmnist-caffenet"] if (checkpoints_dir() / SHIPPED[e][2]).is_file()]
     if missing:

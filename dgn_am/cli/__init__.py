@@ -4,7 +4,7 @@ One module per command group, all sharing `common`; none imports another:
 
     synthesize     dgn-am synthesize
     listing        dgn-am layers, dgn-am methods
-    stats          dgn-am code-stats, dgn-am evaluate
+    stats          dgn-am code-stats, dgn-am evaluate, dgn-am spectrum
     train          dgn-am train-classifier, dgn-am train-prior (the optional training side)
     explain        dgn-am explain
     dataset_views  dgn-am dataset-views
@@ -16,6 +16,7 @@ One module per command group, all sharing `common`; none imports another:
     dream          dgn-am dream (DeepDream)
     import_caffe   dgn-am import-caffe
     serve          dgn-am serve (the browser toolbox in dgn_am/app; its web stack is imported only when it runs)
+    search         dgn-am search (gradient-free search over a prior's code)
 
 Besides `common`, `chunks` holds synthesize's running part (chunks, the part folder, merging the ranks' parts).
 """
@@ -25,8 +26,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing, serve,
-                        stats, synthesize, texture, train)
+from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing,
+                        search, serve, stats, synthesize, texture, train)
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, invert, dream, texture, fooling,
-                  facets, import_caffe, serve):
+                  facets, import_caffe, serve, search):
         group.add_commands(sub)
     return parser
 

@@ -13,6 +13,9 @@ from dgn_am.manifest import kept_rows, manifest_row
 from dgn_am.shards import link_into
 
 
+EXTRAS = {"transparency": "transparency.png", "panel": "panels.png"}  # an item's extra images: row key -> grid
+
+
 def chunk_size(args, model, method, units, seeds, prior) -> int:
     """Units per chunk: --batch-size items (at least one unit), and within --max-memory (dgn_am.memory). The frames
     of an --interpolate run are one batch (they are optimized together)."""
@@ -78,9 +81,11 @@ def run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, par
                 prob = None
                 if failed is None and output_layer(model, unit.layer):
                     prob = float(torch.softmax(logits[row].flatten(), 0)[unit.index])
-                rows.append(manifest_row(args, method, result, row, unit, seed, prob, files[key], failed))
+                record = manifest_row(args, method, result, row, unit, seed, prob, files[key], failed)
                 if failed is None:
                     save_image(result.images[row], part.file(files[key]))
+                    record.update(save_extras(method, result, row, files[key], part))
+                rows.append(record)
             part.append(rank, rows)
 
 
@@ -93,7 +98,8 @@ def merge_parts(folder, part, kept: dict, order: list) -> tuple[dict, dict]:
     for row in part.rows():
         key = (row["settings"]["address"], row["seed"])
         if row["failed"] is None and part.file(row["path"]).is_file():
-            link_into(part.file(row["path"]), folder.file(row["path"]))
+            for name in [row["path"]] + [row[k] for k in EXTRAS if row.get(k)]:
+                link_into(part.file(name), folder.file(name))
             rows[key] = row
         elif key not in rows:
             rows[key] = row
@@ -102,3 +108,37 @@ def merge_parts(folder, part, kept: dict, order: list) -> tuple[dict, dict]:
         raise RuntimeError(f"{len(missing)} items have no row after every rank finished (first: {missing[0]})")
     cells = {k: read_image(folder.file(rows[k]["path"])) for k in order if rows[k]["failed"] is None}
     return rows, cells
+
+
+def save_extras(method, result, row: int, name: str, part) -> dict:
+    """Beside an item's PNG: MACO's transparency map (`*_transparency.png`, grey, 1 = the most gradient) and an
+    accentuation's seed | accentuation | difference panel (`*_panel.png`). Returns their manifest entries."""
+    from dgn_am.accentuation import panel, seed_images
+    from dgn_am.imageio import save_image
+
+    out = {}
+    stem = name[: -len(".png")]
+    if "transparency" in result.extras:
+        out["transparency"] = f"{stem}_transparency.png"
+        save_image(result.extras["transparency"][row], part.file(out["transparency"]))
+    if "keep_weight" in dict(method.options):
+        out["panel"] = f"{stem}_panel.png"
+        seed = seed_images(method, len(result.images))[row]
+        save_image(panel(seed, result.images[row].cpu()), part.file(out["panel"]), scale=2)
+    return out
+
+
+def write_extra_grids(units, order: list, rows: dict, folder) -> None:
+    """transparency.png (MACO) and panels.png (accentuation): the items' extra images in grid.png's layout, one row
+    per unit (failed items, and kept items whose extra image is gone, blank)."""
+    from dgn_am.imageio import make_grid, read_image, save_labelled_grid
+
+    for key, grid_name in EXTRAS.items():
+        files = {k: rows[k].get(key) for k in order}
+        cells = {k: read_image(folder.file(f)) for k, f in files.items() if f and folder.file(f).is_file()}
+        if not cells:
+            continue
+        blank = torch.ones_like(next(iter(cells.values())))
+        grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(units))
+        save_labelled_grid(grid, [str(u) for u in units], folder.file(grid_name), rows=len(units),
+                           scale=max(1, 112 // max(blank.shape[-2:])))

@@ -1,4 +1,5 @@
-"""`dgn-am code-stats` (a prior's code statistics, bounds and bank) and `dgn-am evaluate` (a target's accuracy)."""
+"""`dgn-am code-stats` (a prior's code statistics, bounds and bank), `dgn-am evaluate` (a target's accuracy) and
+`dgn-am spectrum` (the mean magnitude spectrum MACO keeps fixed)."""
 
 from __future__ import annotations
 
@@ -63,8 +64,36 @@ def cmd_code_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    """Write the MACO spectrum (mean magnitude spectrum and pixel statistics) of --image-folder (images fitted to
+    --size and --channels) or of the Fashion-MNIST training split; prints a JSON summary."""
+    from dgn_am.parameterizations import mean_spectrum, save_spectrum
+
+    if args.image_folder:
+        from dgn_am.data import image_folder
+        from dgn_am.imageio import load_image
+
+        bounded_int(args.size, "--size", 2, 4096)
+        if args.size % 2 or args.channels not in (1, 3):
+            raise UsageError(f"--size must be even and --channels 1 or 3, got {args.size} and {args.channels}")
+        spec = InputSpec((args.size,) * 2, args.channels, (0.0,) * args.channels, (1.0,) * args.channels)
+        images = torch.cat([load_image(p, spec) for p in image_folder(args.image_folder)[0]])
+        data = f"image folder {args.image_folder} ({args.size}x{args.size}, {args.channels} channel(s))"
+    else:
+        from dgn_am.data import VALIDATION_SIZE, load_fashion_mnist
+
+        images = load_fashion_mnist("train", args.data_dir)[0][:-VALIDATION_SIZE]
+        data = f"fashion-mnist train split (first {len(images)} training images)"
+    command = "dgn-am spectrum " + " ".join(sys.argv[2:] if args.command_line is None else args.command_line)
+    spectrum = mean_spectrum(images, source={"data": data, "command": command})
+    save_spectrum(spectrum, args.out)
+    print(json.dumps({"spectrum": str(args.out), "images": len(images), "shape": list(spectrum.shape),
+                      "pixel_mean": spectrum.pixel_mean.tolist(), "pixel_std": spectrum.pixel_std.tolist()}))
+    return 0
+
+
 def add_commands(sub) -> None:
-    """Add `code-stats` and `evaluate` to the dgn-am subcommands."""
+    """Add `code-stats`, `evaluate` and `spectrum` to the dgn-am subcommands."""
     p = sub.add_parser("code-stats", help="recompute a prior's code statistics, bounds and code bank",
                        description="Run the prior's own encoder over a dataset; store per-unit mean and std, the "
                                    "bounds [0, mean + k std] and a bank of real codes in the prior file.")
@@ -83,3 +112,14 @@ def add_commands(sub) -> None:
     add_model_args(p)
     p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("spectrum", help="the mean magnitude spectrum of real images, for --method maco",
+                       description="Average |rfft2| of real images per channel and frequency, with their pixel mean "
+                                   "and std, into a .safetensors file that `synthesize --method maco --spectrum FILE` "
+                                   "keeps fixed. Default: the Fashion-MNIST training split (the shipped 'fmnist').")
+    p.add_argument("--out", required=True, help="the .safetensors file to write")
+    p.add_argument("--image-folder", default=None, help="ROOT/CLASS/IMAGE files instead of Fashion-MNIST")
+    p.add_argument("--size", type=int, default=28, help="image side the folder's images are fitted to (even)")
+    p.add_argument("--channels", type=int, default=1, help="1 (grey) or 3 (RGB) (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    p.set_defaults(func=cmd_spectrum, command_line=None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from dgn_am.cli.chunks import chunk_size, merge_parts, open_run, run_chunks
+from dgn_am.cli.chunks import chunk_size, merge_parts, open_run, run_chunks, write_extra_grids
 from dgn_am.cli.common import (MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, output_layer,
                                unit_stem)
 from dgn_am.components import (COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule,
@@ -69,8 +69,14 @@ def _compose(method, args, model):
         changes["objective"] = args.objective
     if args.interpolate and args.share:
         changes["operators"] = changes.get("operators", method.operators) + (Share(weight=args.share),)
+    if args.spectrum:
+        if method.parameterization != "maco":
+            raise UsageError(f"--spectrum is for the maco parameterization; {method.name} uses {method.parameterization}")
+        options = changes.get("options", method.options)
+        changes["options"] = tuple(o for o in options if o[0] != "spectrum") + (("spectrum", args.spectrum),)
     if args.mean_image:
-        changes["options"] = tuple(o for o in method.options if o[0] != "mean_image") + (("mean_image", args.mean_image),)
+        options = changes.get("options", method.options)
+        changes["options"] = tuple(o for o in options if o[0] != "mean_image") + (("mean_image", args.mean_image),)
     if not changes and not args.name:
         return method
     method = method.rescaled(model.input_spec.size)
@@ -165,6 +171,10 @@ def _prepare(args) -> tuple:
             prior.generator.to(memory_format=torch.channels_last)
     if args.init_image:
         method = start_from_image(method, args.init_image, model, prior)
+    elif method.init == "seed-image":
+        from dgn_am.accentuation import NEEDS_IMAGE
+
+        raise UsageError(f"method {method.name} {NEEDS_IMAGE}")
     method = method.with_overrides(steps=args.steps, lr=args.lr)
     _check_method(method)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -252,6 +262,7 @@ def cmd_synthesize(args) -> int:
             if ranks.rank == 0:
                 rows, cells = merge_parts(folder, part, kept, order)
                 _write_grid(model, units, order, cells, folder, by_seed=bool(args.interpolate))
+                write_extra_grids(units, order, rows, folder)
                 lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
                 atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
                 folder.commit()
@@ -311,13 +322,16 @@ def add_commands(sub) -> None:
     g.add_argument("--mean-image", default=None, metavar="FILE",
                    help="image file for init mean-image (default: the Fashion-MNIST mean for Fashion-MNIST models, "
                         "else the flat normalization mean)")
+    g.add_argument("--spectrum", default=None, metavar="FILE",
+                   help="maco: the magnitude spectrum to keep fixed, a file from `dgn-am spectrum` (default: the "
+                        "shipped Fashion-MNIST one)")
     g.add_argument("--name", default=None, help="name of the composed method in file names and the manifest")
     p.add_argument("--steps", type=int, default=None, help="override the method's number of steps")
     p.add_argument("--lr", type=finite_float, default=None, help="override the method's first step size (for "
                    "dgn-am, in the reference's CaffeNet fc6 code units, scaled to the prior like its default 8)")
     p.add_argument("--init-image", default=None, help="start from this image: its code under the prior's encoder "
                    "for dgn-am methods (dgn-am itself: squashed to the encoder's input, 30 steps from lr 1, as the "
-                   "reference's script 3), its pixels for pixel methods")
+                   "reference's script 3), its pixels for pixel methods, the seed image of --method accentuation")
     p.add_argument("--prior", default="fmnist-fc6", help="generator prior for code methods (default: %(default)s)")
     _add_scale_args(p)
     p.add_argument("--out", required=True, help="output folder; written in a temporary folder beside it and "

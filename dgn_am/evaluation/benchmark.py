@@ -6,12 +6,13 @@ evaluator networks never used during optimization, validates the metrics on cali
 all numbers as a dict (plus the image tensors under "images", which the report draws and does not serialize).
 Two reference pseudo-methods are always included: `real-images` (test images of the unit's class, disjoint from
 the realism reference) and `noise` (uniform noise). Units must be class units of the target's output layer.
+Besides methods, a row may be `METHOD@STEPS` or a gradient-free search `search-cmaes@CALLS` (evaluation/rows.py);
+the path similarity of every image to its unit's top reference images is scored too (evaluation/paths.py).
 """
 
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -21,13 +22,15 @@ import torch
 from dgn_am.evaluation.calibration import INPUTS, calibrate
 from dgn_am.evaluation.distances import kid
 from dgn_am.evaluation.metrics import bootstrap_ci, bootstrap_set_ci, pairwise_cosine_distance_of
+from dgn_am.evaluation.paths import PathReference
+from dgn_am.evaluation.rows import known_row, make_row_images
 from dgn_am.evaluation.scoring import SPACES, Evaluator, Scorer, parse_evaluator
 from dgn_am.layers import check_units, list_layers, run, units_of
 
 PSEUDO = ("real-images", "noise")
 CALIBRATION_PER_CLASS = 10  # real images per class for the calibration inputs (at least --seeds)
 DEFAULT_METHODS = ("dgn-am", "dgn-am-bank", "dgn-am-anchor", "dgn-am-class", "dgn-am-stats", "simonyan", "yosinski",
-                   "mahendran", "olah", "nguyen-handcrafted")
+                   "mahendran", "olah", "nguyen-handcrafted", "maco", "accentuation")
 DEFAULT_EVALUATORS = {"fmnist-caffenet": ("fmnist-resnet", "fmnist-caffenet-s1"),
                       "fmnist-caffenet-s1": ("fmnist-resnet", "fmnist-caffenet"),
                       "fmnist-resnet": ("fmnist-caffenet", "fmnist-caffenet-s1")}
@@ -58,10 +61,11 @@ def _methods(config: BenchmarkConfig) -> list[str]:
     from dgn_am.methods import METHODS
 
     names = [m for m in config.methods if m not in PSEUDO]
-    unknown = [m for m in names if m not in METHODS]
+    unknown = [m for m in names if not known_row(m, METHODS)]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; available: "
-                         f"{', '.join(sorted(METHODS) + list(PSEUDO))} (dgn-am methods)")
+                         f"{', '.join(sorted(METHODS) + list(PSEUDO))} (dgn-am methods), each optionally as NAME@STEPS, "
+                         "and search-cmaes@CALLS, search-ga@CALLS")
     return names + list(PSEUDO)
 
 
@@ -115,8 +119,6 @@ def _split_real(x: torch.Tensor, y: torch.Tensor, classes: list[int], per_class:
 
 def _make_images(name: str, target, units, seeds, prior_fn, real, steps) -> dict:
     """Images (U * S, C, H, W) for one method against one target, with activations, time and steps."""
-    from dgn_am.methods import get_method, synthesize
-
     spec = target.input_spec
     if name == "real-images":
         images = torch.cat([real[u.index][: len(seeds)] for u in units])
@@ -125,12 +127,7 @@ def _make_images(name: str, target, units, seeds, prior_fn, real, steps) -> dict
         gens = [torch.Generator().manual_seed(10_000 * u.index + s) for u in units for s in seeds]
         images = torch.stack([torch.rand(spec.channels, *spec.size, generator=g) for g in gens])
         return {"images": images, "seconds": 0.0, "steps": 0, "settings": {"name": name}}
-    method = get_method(name).with_overrides(steps=steps)
-    prior = prior_fn() if method.parameterization == "code" else None
-    t0 = time.perf_counter()
-    result, _ = synthesize(target, units, seeds, method, prior=prior)
-    return {"images": result.images.detach().cpu().clamp(0, 1), "seconds": time.perf_counter() - t0,
-            "steps": method.steps, "settings": result.settings}
+    return make_row_images(name, target, units, seeds, prior_fn, real, steps)
 
 
 MANIFOLD = ("precision", "density", "coverage")  # k-NN manifold metrics, per unit against its class's real images
@@ -162,8 +159,10 @@ def _fid_summaries(scores: dict, groups: list[np.ndarray], config: BenchmarkConf
     return {k: {"value": float(est[j]), "lo": float(lo[j]), "hi": float(hi[j])} for j, k in enumerate(keys)}
 
 
-def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, config) -> dict:
-    """Per-image numbers and bootstrapped summaries for one run's images."""
+def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, config,
+                  paths: PathReference | None = None) -> dict:
+    """Per-image numbers and bootstrapped summaries for one run's images; with `paths` (built on `target`), also
+    each image's path similarity to its unit's top reference images."""
     images = run_["images"]
     classes = torch.tensor([u.index for u in units for _ in groups[0]])
     with torch.no_grad():
@@ -172,6 +171,8 @@ def _score_method(run_: dict, target, units, groups, norm, scorer: Scorer, confi
     prob = torch.softmax(logits, 1)[torch.arange(len(classes)), classes].numpy().astype(float)
     scores = scorer.score(images, classes, groups)
     per_image = {"activation": act, "activation_norm": act / np.repeat(norm, len(groups[0])), "prob": prob}
+    if paths is not None:
+        per_image["path_similarity"] = paths.similarity(target, images, [u for u in units for _ in groups[0]])
     for ev, rec in scores.items():
         per_image[f"transfer_{ev}"] = rec["correct"]
         per_image[f"evalprob_{ev}"] = rec["prob"]
@@ -222,13 +223,14 @@ def _load_evaluators(names: list[str], target, device: str) -> list:
 
 
 def _run_method(name: str, entry: dict, images: dict, target, control, units, seeds, groups, norm, scorer, prior_fn,
-                real, config: BenchmarkConfig, progress: Callable[[str], None] | None) -> None:
+                real, config: BenchmarkConfig, progress: Callable[[str], None] | None,
+                paths: PathReference | None = None) -> None:
     """Make and score one method's images (and, with a control network, its control run) into `entry` and
     `images`."""
     if progress:
         progress(name)
     made = _make_images(name, target, units, seeds, prior_fn, real, config.steps)
-    entry.update(_score_method(made, target, units, groups, norm, scorer, config))
+    entry.update(_score_method(made, target, units, groups, norm, scorer, config, paths))
     n = len(made["images"])
     entry["cost"] = {"seconds_per_image": made["seconds"] / n, "steps": made["steps"],
                      "seconds_total": made["seconds"]}
@@ -275,6 +277,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
         xn = x
     norm = top_activations(target, xn.to(config.device), out_layer, classes).numpy().astype(float)
     scorer = Scorer(evaluators, ref_x.to(config.device), ref_y)
+    paths = PathReference.build(target, units, ref_x)  # each unit's top reference images, disjoint from real-images
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     groups = [np.arange(i * len(seeds), (i + 1) * len(seeds)) for i in range(len(units))]
     prior_cache: dict = {}
@@ -290,7 +293,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
         entry: dict = {"error": None, "control": None}
         try:
             _run_method(name, entry, images, target, control, units, seeds, groups, norm, scorer, prior_fn, real,
-                        config, progress)
+                        config, progress, paths)
         except Exception as e:  # one broken method must not sink the benchmark: record it and go on
             entry["error"] = f"{e.__class__.__name__}: {e}"
         results[name] = entry
@@ -298,7 +301,7 @@ def run_benchmark(config: BenchmarkConfig, progress: Callable[[str], None] | Non
     if config.calibration:
         if progress:
             progress("calibration")
-        calib = _calibrate(real, units, groups, norm, target, scorer, config, ev_names)
+        calib = _calibrate(real, units, groups, norm, target, scorer, config, ev_names, paths)
     settings = _settings(config, target, methods, ev_names, evaluators, seeds, units, out_layer, norm)
     return {"settings": settings, "methods": results, "calibration": calib, "images": images,
             "real_images_for_grid": torch.cat([real[c][: len(seeds)] for c in classes])}
@@ -322,10 +325,10 @@ def _settings(config: BenchmarkConfig, target, methods, ev_names, evaluators, se
 
 
 CALIBRATED = {"transfer_mean": True, "kid_penult": False, "kid_early": False, "fid_penult": False,
-              "fid_early": False, **{m: True for m in MANIFOLD}}  # {metric: higher is better}
+              "fid_early": False, **{m: True for m in MANIFOLD}, "path_similarity": True}  # {metric: higher is better}
 
 
-def _calibrate(real, units, groups, norm, target, scorer, config, ev_names) -> dict:
+def _calibrate(real, units, groups, norm, target, scorer, config, ev_names, paths=None) -> dict:
     """The calibration inputs scored with the benchmark's own summaries (no bootstrap needed: n_boot=1), from
     max(seeds, CALIBRATION_PER_CLASS) real test images per unit's class, disjoint from the reference."""
     n = len(real[units[0].index])
@@ -338,7 +341,7 @@ def _calibrate(real, units, groups, norm, target, scorer, config, ev_names) -> d
                                "evaluators": tuple(ev_names)})
 
     def metric_fn(images: torch.Tensor, classes: torch.Tensor) -> dict:
-        s = _score_method({"images": images}, target, units, groups, norm, scorer, quick)["summary"]
+        s = _score_method({"images": images}, target, units, groups, norm, scorer, quick, paths)["summary"]
         return {k: v["value"] for k, v in s.items() if k in metrics}
 
     return calibrate(metric_fn, torch.cat([real[u.index] for u in units]),

@@ -28,6 +28,7 @@ COLUMNS = [
     ("density", "density", True, "{:.2f}"),
     ("diversity", "diversity", True, "{:.3f}"),
     ("coverage", "coverage", True, "{:.3f}"),
+    ("path_similarity", "path sim", True, "{:.2f}"),
 ]
 
 
@@ -80,7 +81,8 @@ def to_markdown(results: dict, command: str = "", commit: str = "") -> str:
     lines = [f"Command: `{command}`  ", f"Commit: `{commit}`  ",
              f"Target: `{st['model']}`, units `{st['units']}`, {len(st['seed_list'])} seeds per unit; evaluators "
              f"(never used during optimization): {', '.join(f'`{e}`' for e in st['evaluators'])}.  ",
-             f"Budget, the same for every method: {b['steps']} steps, {b['image_size'][0]}x{b['image_size'][1]} "
+             f"Budget, the same for every method (but a row named NAME@N: N steps, or N scorer calls for a search): "
+             f"{b['steps']} steps, {b['image_size'][0]}x{b['image_size'][1]} "
              f"images, {b['channels']} channel(s), values in [{b['value_range'][0]}, {b['value_range'][1]}]; "
              f"code methods use prior `{st['prior']}`.  ",
              f"Brackets: 95% bootstrap intervals ({st['n_boot']} replicates, units then seeds). act/top: activation "
@@ -92,7 +94,10 @@ def to_markdown(results: dict, command: str = "", commit: str = "") -> str:
              "those real images' balls that hold at least one of the unit's images; it grows with the number of "
              "seeds, so compare with `real-images` at the same count. FID and coverage intervals are centred on the "
              "estimate (a resample repeats images). diversity: mean pairwise cosine distance across seeds, not "
-             "anchored to real images. Control: the method against a randomly initialized target.", ""]
+             "anchored to real images. path sim: Spearman correlation of the image's per-layer channel pattern with "
+             "that of the unit's 20 top reference images, mean over the layers before the unit (Geirhos et al. "
+             "2024). steps: for a search row, scorer calls per image. Control: the method against a randomly "
+             "initialized target.", ""]
     head = ["method"] + [c[1] for c in COLUMNS] + ["control transfer", "s/image", "steps"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, e in results["methods"].items():

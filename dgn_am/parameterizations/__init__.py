@@ -8,6 +8,7 @@ its seed alone, not on what else is in the batch.
     base       Parameterization (the interface), seeded_normal
     pixels     PixelParam (x = centre + p), mean_image
     fourier    FourierParam (Olah et al.: 1/f spectrum, decorrelated colour)
+    maco       MacoParam (Fel et al.: phase only, a data set's mean magnitude), Spectrum, mean_spectrum
     code       CodeParam (DGN-AM: a generator prior's code), unit_bank_starts
     builders   PARAMETERIZATIONS: name -> builder(method, model, items, prior); start_from_image
 """
@@ -16,8 +17,10 @@ from dgn_am.parameterizations.base import Init, Parameterization, seeded_normal
 from dgn_am.parameterizations.builders import PARAMETERIZATIONS, build_parameterization, start_from_image
 from dgn_am.parameterizations.code import CodeParam, unit_bank_starts
 from dgn_am.parameterizations.fourier import IMAGENET_COLOUR_SQRT, FourierParam, spectrum_scale
+from dgn_am.parameterizations.maco import MacoParam, Spectrum, load_spectrum, mean_spectrum, save_spectrum
 from dgn_am.parameterizations.pixels import PixelParam, mean_image
 
-__all__ = ["CodeParam", "FourierParam", "IMAGENET_COLOUR_SQRT", "Init", "PARAMETERIZATIONS", "Parameterization",
-           "PixelParam", "build_parameterization", "mean_image", "seeded_normal", "spectrum_scale",
-           "start_from_image", "unit_bank_starts"]
+__all__ = ["CodeParam", "FourierParam", "IMAGENET_COLOUR_SQRT", "Init", "MacoParam", "PARAMETERIZATIONS",
+           "Parameterization", "PixelParam", "Spectrum", "build_parameterization", "load_spectrum", "mean_image",
+           "mean_spectrum", "save_spectrum", "seeded_normal", "spectrum_scale", "start_from_image",
+           "unit_bank_starts"]

@@ -31,5 +31,10 @@ class Parameterization:
     def project(self, p: torch.Tensor) -> None:
         """Put p back into its constraint set, in place (called under no_grad after every step)."""
 
+    def extras(self) -> dict:
+        """Per-item maps the parameterization gathered during the run, {name: (B, ...)}, e.g. MACO's "transparency";
+        the engine puts them in Result.extras."""
+        return {}
+
     def settings(self) -> dict:
         return {"name": self.name}

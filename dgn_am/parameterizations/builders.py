@@ -22,6 +22,7 @@ from dgn_am.models.spec import InputSpec
 from dgn_am.parameterizations.base import Parameterization
 from dgn_am.parameterizations.code import CodeParam, unit_bank_starts
 from dgn_am.parameterizations.fourier import FourierParam
+from dgn_am.parameterizations.maco import MacoParam, Spectrum, load_spectrum
 from dgn_am.parameterizations.pixels import PixelParam, mean_image
 
 if TYPE_CHECKING:  # methods.py builds its parameterizations here; the type only, no import cycle
@@ -54,6 +55,10 @@ def _fourier(method: "Method", model: torch.nn.Module, items: Items, prior: Any)
     init: Any = method.init
     if init == "mean-image":
         init = mean_image(spec, opts.get("mean_image"))
+    elif init == "seed-image":  # feature accentuation: each item from its seed image, (1 or B, C, H, W)
+        from dgn_am.accentuation import seed_images
+
+        init = seed_images(method, len(items))
     return FourierParam((spec.channels, *spec.size), decorrelate=opts.get("decorrelate"),
                         decay_power=opts.get("decay_power", 1.0), init=init, init_std=method.init_std,
                         gain=opts.get("gain", 0.25))
@@ -76,9 +81,19 @@ def _code(method: "Method", model: torch.nn.Module, items: Items, prior: Any) ->
                      clamp=opts.get("clamp", True), starts=starts)
 
 
+def _maco(method: "Method", model: torch.nn.Module, items: Items, prior: Any) -> Parameterization:
+    """MacoParam; init "randn" or "zeros". Option "spectrum": a shipped name ("fmnist"), a file made by
+    `dgn-am spectrum`, or a Spectrum (default "fmnist")."""
+    spec = model.input_spec
+    spectrum = dict(method.options).get("spectrum", "fmnist")
+    if not isinstance(spectrum, Spectrum):
+        spectrum = load_spectrum(spectrum)
+    return MacoParam(spectrum, (spec.channels, *spec.size), init=method.init, init_std=method.init_std)
+
+
 # name -> builder(method, model, items, prior) -> Parameterization
 PARAMETERIZATIONS: dict[str, Callable[["Method", torch.nn.Module, Items, Any], Parameterization]] = {
-    "pixels": _pixels, "fourier": _fourier, "code": _code}
+    "pixels": _pixels, "fourier": _fourier, "code": _code, "maco": _maco}
 
 
 def build_parameterization(method: "Method", model: torch.nn.Module, items: Items,
@@ -112,6 +127,10 @@ def start_from_image(method: "Method", path: str | Path, model: torch.nn.Module,
     if method.parameterization == "pixels":
         image = load_image(path, model.input_spec)[0]
         return dataclasses.replace(method, init="image", options=method.options + (("init_image", image),))
+    if method.parameterization == "fourier" and method.init == "seed-image":  # feature accentuation
+        image = load_image(path, model.input_spec)
+        opts = tuple(o for o in method.options if o[0] != "init_images")
+        return dataclasses.replace(method, options=opts + (("init_images", image),))
     if method.parameterization == "fourier":  # the image's spectrum plus the method's init_std noise
         image = load_image(path, model.input_spec)[0]
         return dataclasses.replace(method, init="mean-image", options=method.options + (("mean_image", image),))

@@ -36,7 +36,8 @@ class FourierParam(Parameterization):
     to_image: z = gain * irfft2(p * spectrum_scale, norm="ortho") (B, C, H, W); for 3 channels with decorrelate,
     z <- M z per pixel with M = IMAGENET_COLOUR_SQRT (or `colour`) normalized; image = sigmoid(z) in (0, 1).
     init "randn": p ~ N(0, init_std^2) per item from its seed (Lucid: 0.01, a near-grey start); "zeros": a grey
-    image; an image tensor (C, H, W) in [0, 1]: from_image(image) plus N(0, init_std^2) noise.
+    image; an image tensor (C, H, W) (or (B, C, H, W), one per item) in [0, 1]: from_image(image) plus
+    N(0, init_std^2) noise.
     """
 
     name = "fourier"
@@ -60,9 +61,12 @@ class FourierParam(Parameterization):
         c, h, w = self.shape
         spec_shape = (c, h, w // 2 + 1, 2)
         if isinstance(self.init_mode, torch.Tensor):
-            if tuple(self.init_mode.shape) != self.shape:
-                raise ValueError(f"init image has shape {tuple(self.init_mode.shape)}, the model needs {self.shape}")
-            base = self.from_image(self.init_mode.float().cpu().unsqueeze(0))  # (1, C, H, Wf, 2)
+            images = self.init_mode.float().cpu()
+            images = images.unsqueeze(0) if images.dim() == 3 else images  # (1 or B, C, H, W)
+            if tuple(images.shape[1:]) != self.shape or len(images) not in (1, len(seeds)):
+                raise ValueError(f"init image has shape {tuple(self.init_mode.shape)}, the model needs {self.shape} "
+                                 f"(or ({len(seeds)}, *{self.shape}), one per item)")
+            base = self.from_image(images)  # (1 or B, C, H, Wf, 2)
             p = base + seeded_normal(seeds, spec_shape, self.init_std)
         elif self.init_mode == "randn":
             p = seeded_normal(seeds, spec_shape, self.init_std)
