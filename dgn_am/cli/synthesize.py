@@ -280,12 +280,8 @@ def cmd_synthesize(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    """Add `synthesize` to the dgn-am subcommands."""
-    p = sub.add_parser("synthesize", help="optimize images that maximize units",
-                       description="Optimize preferred inputs for every (unit, seed) pair and write PNGs, "
-                                   "grid.png (one row per unit) and manifest.jsonl to --out.")
-    add_model_args(p)
+def _add_target_args(p) -> None:
+    """--units, --objective, --interpolate and their --frames and --share: what the images maximize."""
     p.add_argument("--units", nargs="+", default=None,
                    help="unit addresses: fc8:3, fc8:0-9, fc8:1,5,7, conv5:12, conv5:12@mean, conv5:12@3,4 "
                         "(default: fc8:0-9)")
@@ -301,6 +297,15 @@ def add_commands(sub) -> None:
                    help="--interpolate: after each step, move each frame this fraction of the way to the mean of "
                         "its row (Olah's shared parameterization; 0: frames only share their start; default: "
                         "%(default)s)")
+
+
+def add_commands(sub) -> None:
+    """Add `synthesize` to the dgn-am subcommands."""
+    p = sub.add_parser("synthesize", help="optimize images that maximize units",
+                       description="Optimize preferred inputs for every (unit, seed) pair and write PNGs, "
+                                   "grid.png (one row per unit) and manifest.jsonl to --out.")
+    add_model_args(p)
+    _add_target_args(p)
     p.add_argument("--seeds", type=int, default=4, help="number of seeds per unit (default: %(default)s)")
     p.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default: %(default)s)")
     p.add_argument("--method", default=None, help="a method name (default: simonyan); `dgn-am methods` lists them")
