@@ -7,11 +7,21 @@ Rows are written with dgn_am.errors.strict_dumps: strict JSON, null for any miss
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from dgn_am.errors import UsageError, strict_dumps
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks (for provenance records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # how the networks ran, which changes the images (docs/speed.md): the flag's default for manifests made before it

@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 from safetensors import safe_open
+
+from dgn_am.manifest import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1] / "checkpoints"
 HEADER = """# checkpoints/MANIFEST: what is shipped here and how to re-create it.
@@ -25,21 +26,13 @@ HEADER = """# checkpoints/MANIFEST: what is shipped here and how to re-create it
 """
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def describe(path: Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
         n_params = sum(f.get_slice(k).get_shape().numel() if hasattr(f.get_slice(k).get_shape(), "numel")
                        else _prod(f.get_slice(k).get_shape()) for k in f.keys())
     parsed = {k: (json.loads(v) if v[:1] in "[{" or v.replace(".", "", 1).isdigit() else v) for k, v in meta.items()}
-    return {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size, "tensors_numel": n_params,
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size, "tensors_numel": n_params,
             **parsed}
 
 

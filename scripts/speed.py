@@ -38,23 +38,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_extra  # noqa: E402 - the variant and training rows, beside this script
+from speed_extra import timed  # noqa: E402
 
 from dgn_am.imageio import atomic_write
 from dgn_am.layers import parse_units, read_units, run
 from dgn_am.methods import get_method, synthesize
 from dgn_am.models.loading import load_model
 from dgn_am.priors import load_prior
-
-
-def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds of `repeats` calls of fn, after one warm-up call."""
-    fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def bare_loop(model, prior, units, seeds, steps: int, lr: float) -> Callable[[], torch.Tensor]:

@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> list[float]:
+def timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of `repeats` calls of fn, after one warm-up call."""
     fn()
     out = []
     for _ in range(repeats):
@@ -71,7 +72,7 @@ def variants(model, prior, units, seeds, method, repeats: int, compile_too: bool
         cases["torch.compile"] = lambda: run(c_model, c_prior)
     out = {}
     for name, fn in cases.items():
-        times = [t / n for t in _timed(fn, repeats)]
+        times = [t / n for t in timed(fn, repeats)]
         diff = (fn() - base).abs()
         out[name] = {"seconds": times, "median": statistics.median(times), "min": min(times), "max": max(times),
                      "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
@@ -153,7 +154,7 @@ def training(steps: int, repeats: int, batch: int = 64) -> dict:
 
     out = {}
     for name, fn in (("lightning", lightning_run), ("bare loop", bare_run)):
-        times = [t / steps for t in _timed(fn, repeats)]
+        times = [t / steps for t in timed(fn, repeats)]
         out[name] = {"seconds_per_step": times, "median": statistics.median(times), "min": min(times),
                      "max": max(times)}
     out["lightning_throughput_over_bare"] = out["bare loop"]["median"] / out["lightning"]["median"]

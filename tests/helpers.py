@@ -86,6 +86,17 @@ def write_idx(path: Path, array: np.ndarray, **kw) -> None:
     Path(path).write_bytes(gzip.compress(raw) if str(path).endswith(".gz") else raw)
 
 
+def have_fashion_mnist() -> bool:
+    """True where the Fashion-MNIST files are installed (apt-get install dataset-fashion-mnist)."""
+    from dgn_am.data import fashion_mnist_dir
+
+    try:
+        fashion_mnist_dir()
+        return True
+    except FileNotFoundError:
+        return False
+
+
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 

@@ -11,7 +11,6 @@ Nothing from Caffe is executed: the files are decoded by `dgn_am.caffe`. Argumen
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -20,20 +19,13 @@ import numpy as np
 import torch
 
 from dgn_am.errors import UsageError
+from dgn_am.manifest import file_sha256
 
 GENERATOR_OUTPUT = "BGR, 0..255 scale, the Caffe ImageNet mean (104, 117, 123) already subtracted"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _source(path: Path) -> dict:
-    return {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 def _check(args: argparse.Namespace) -> Path:

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+
+from tests.helpers import have_fashion_mnist
 import torch
 
 from dgn_am.evaluation.calibration import judge_ranking, shuffle_patches
@@ -41,17 +43,9 @@ def test_judge_ranking():
     assert not v["real_best"] and not v["noise_worst"] and not v["passes"]
 
 
-def _have_data() -> bool:
-    try:
-        from dgn_am.data import fashion_mnist_dir
-
-        fashion_mnist_dir()
-        return True
-    except FileNotFoundError:
-        return False
 
 
-needs_data = pytest.mark.skipif(not _have_data(), reason="Fashion-MNIST not installed")
+needs_data = pytest.mark.skipif(not have_fashion_mnist(), reason="Fashion-MNIST not installed")
 
 
 def _offline_wandb_env(monkeypatch, tmp_path) -> None:

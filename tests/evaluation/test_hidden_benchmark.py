@@ -12,9 +12,9 @@ from PIL import Image
 from dgn_am.evaluation.hidden import HiddenConfig, run_hidden_benchmark, unit_table
 from dgn_am.layers import parse_units, run
 from dgn_am.models.loading import load_model
-from tests.helpers import FASHION_FILES
+from tests.helpers import have_fashion_mnist
 
-needs_data = pytest.mark.skipif(not FASHION_FILES, reason="Fashion-MNIST not installed (apt-get install "
+needs_data = pytest.mark.skipif(not have_fashion_mnist(), reason="Fashion-MNIST not installed (apt-get install "
                                 "dataset-fashion-mnist)")
 
 

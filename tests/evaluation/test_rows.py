@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.helpers import have_fashion_mnist
 import torch
 
 from dgn_am.evaluation.rows import SEARCH_BUDGET, accentuation_seeds, known_row, make_row_images, parse_row
@@ -46,18 +48,10 @@ def test_search_and_budget_rows_make_images(caffenet):
     assert SEARCH_BUDGET >= 40
 
 
-def _have_data() -> bool:
-    try:
-        from dgn_am.data import fashion_mnist_dir
-
-        fashion_mnist_dir()
-        return True
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.slow  # about 80 s on a loaded 2-core machine: a benchmark run with its calibration
-@pytest.mark.skipif(not _have_data(), reason="Fashion-MNIST not installed")
+@pytest.mark.skipif(not have_fashion_mnist(), reason="Fashion-MNIST not installed")
 def test_benchmark_scores_the_new_rows_and_path_similarity(tmp_path):
     import json
 
