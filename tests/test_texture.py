@@ -39,8 +39,8 @@ def test_gram_and_style_loss_by_hand():
     # E = sum (G - A)^2 / (4 N^2 M^2), N = 2 channels, M = 4 positions: 4 N^2 M^2 = 256
     assert float(layer_style_loss(a, torch.zeros(2, 2))) == pytest.approx(4900 / 256)
     objective = texture_objective(net, Y, ["conv"])  # A = [[1, 2], [2, 4]]: G - A = [[13, 26], [26, 52]]
-    assert float(objective(run(net, X, ["conv"]))) == pytest.approx(-4225 / 256)
-    assert float(objective(run(net, Y, ["conv"]))) == 0.0
+    assert objective(run(net, X, ["conv"])).detach().item() == pytest.approx(-4225 / 256)
+    assert objective(run(net, Y, ["conv"])).detach().item() == 0.0
 
 
 def test_gram_reads_the_layer_after_its_relu():
