@@ -32,6 +32,7 @@ X = torch.tensor([[[[1.0, 2.0], [3.0, 0.0]]]])  # features (1, 2, 4 positions): 
 Y = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])  # features [0, 1, 0, 0] and [0, 2, 0, 0]
 
 
+@torch.no_grad()  # values only: no graph to read a number from
 def test_gram_and_style_loss_by_hand():
     net = OneByOne()
     a = run(net, X, ["conv"])["conv"].detach()
@@ -39,10 +40,11 @@ def test_gram_and_style_loss_by_hand():
     # E = sum (G - A)^2 / (4 N^2 M^2), N = 2 channels, M = 4 positions: 4 N^2 M^2 = 256
     assert float(layer_style_loss(a, torch.zeros(2, 2))) == pytest.approx(4900 / 256)
     objective = texture_objective(net, Y, ["conv"])  # A = [[1, 2], [2, 4]]: G - A = [[13, 26], [26, 52]]
-    assert objective(run(net, X, ["conv"])).detach().item() == pytest.approx(-4225 / 256)
-    assert objective(run(net, Y, ["conv"])).detach().item() == 0.0
+    assert float(objective(run(net, X, ["conv"]))) == pytest.approx(-4225 / 256)
+    assert float(objective(run(net, Y, ["conv"]))) == 0.0
 
 
+@torch.no_grad()  # values only: no graph to read a number from
 def test_gram_reads_the_layer_after_its_relu():
     net = OneByOne(w=(1.0, -1.0), relu=True)
     assert feature_reading(net, "conv") == "conv+relu"
@@ -51,6 +53,7 @@ def test_gram_reads_the_layer_after_its_relu():
     assert float(texture_objective(net, Y, ["conv"])(run(net, X, ["conv+relu"]))) == pytest.approx(-(13 ** 2) / 256)
 
 
+@torch.no_grad()  # values only: no graph to read a number from
 def test_layer_weights_and_content_loss_by_hand():
     net = OneByOne()
     acts = run(net, X, ["conv"])
