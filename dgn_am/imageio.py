@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from dgn_am.errors import strict_dumps
 from dgn_am.models.spec import InputSpec
 
 
@@ -38,6 +40,27 @@ def atomic_write(path: str | Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`text` to path, atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = 1) -> None:
+    """obj as strict JSON (dgn_am.errors.strict_dumps: null for a non-finite number), atomically, newline-ended."""
+    write_text(path, strict_dumps(obj, indent=indent) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    """One strict-JSON object per line (a manifest.jsonl), atomically."""
+    write_text(path, "".join(strict_dumps(r) + "\n" for r in rows))
+
+
+def view_scale(size: tuple[int, ...]) -> int:
+    """The whole factor that enlarges an image of `size` (H, W) to at least 112 pixels on its longer side, for
+    saved PNGs and grids a person looks at (1 for images that large already)."""
+    return max(1, 112 // max(size))
 
 
 def save_image(x: torch.Tensor, path: str | Path, scale: int = 1) -> None:

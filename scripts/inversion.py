@@ -20,7 +20,7 @@ import torch
 
 from dgn_am.data import load_fashion_mnist
 from dgn_am.evaluation.inversion import evaluate_inversion, starts, table
-from dgn_am.imageio import atomic_write, make_grid, save_labelled_grid
+from dgn_am.imageio import make_grid, save_labelled_grid, write_text
 from dgn_am.models.loading import load_model
 from dgn_am.priors import load_prior
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.starts_only:
         found = starts(load_model(args.model), load_model(args.judge), load_prior(args.prior), images, labels)
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        atomic_write(Path(args.out) / "starts.json", lambda tmp: Path(tmp).write_text(json.dumps(found, indent=1)))
+        write_text(Path(args.out) / "starts.json", json.dumps(found, indent=1))
         print(json.dumps(found, indent=1))
         return found
     report, recon = evaluate_inversion(load_model(args.model), load_model(args.judge), load_prior(args.prior),
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     report["settings"] = {**vars(args), "commit": commit, "torch": torch.__version__, "threads": 1}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=1) + "\n"))
-    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(table(report) + "\n"))
+    write_text(out / "report.json", json.dumps(report, indent=1) + "\n")
+    write_text(out / "report.md", table(report) + "\n")
     rows = [images[: args.show]] + [r[: args.show] for r in recon.values()]
     save_labelled_grid(make_grid(torch.cat(rows), rows=len(rows)), ["original", *recon],
                        out / "grid.png", rows=len(rows), scale=3)

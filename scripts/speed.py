@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed_extra  # noqa: E402 - the variant and training rows, beside this script
 from speed_extra import timed  # noqa: E402
 
-from dgn_am.imageio import atomic_write
+from dgn_am.imageio import write_text
 from dgn_am.layers import parse_units, read_units, run
 from dgn_am.methods import get_method, synthesize
 from dgn_am.models.loading import load_model
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{peak:.1f} GFLOPS for a 1024x1024 float32 matmul in the same run ({achieved / peak:.0%})."]
     lines += extra_lines(variants, train)
     out = Path(args.out)
-    atomic_write(out / "speed.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
-    atomic_write(out / "speed.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_text(out / "speed.json", json.dumps(result, indent=1))
+    write_text(out / "speed.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return result
 
@@ -313,8 +313,8 @@ def library_main(argv: list[str] | None = None) -> dict:
                      f"{1e3 * a['median']:.2f} [{1e3 * a['min']:.2f}, {1e3 * a['max']:.2f}] | "
                      f"{a['median'] / b['median']:.2f} |")
     out = Path(args.out)
-    atomic_write(out / "libraries.json", lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
-    atomic_write(out / "libraries.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_text(out / "libraries.json", json.dumps(result, indent=1))
+    write_text(out / "libraries.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return result
 

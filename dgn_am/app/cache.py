@@ -19,10 +19,11 @@ from typing import Callable
 import torch
 
 from dgn_am.cli.common import output_layer, unit_stem
-from dgn_am.errors import UsageError, strict_dumps
+from dgn_am.errors import UsageError
 from dgn_am.layers import Unit
 from dgn_am.manifest import kept_rows, manifest_row, run_signature
 from dgn_am.outdir import MANIFEST, OutputFolder, file_part, read_manifest
+from dgn_am.imageio import make_grid, save_image, save_labelled_grid, view_scale, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,6 @@ class PreferredCache:
                 progress: Callable[[float], None] = lambda f: None) -> list[dict]:
         """Synthesize every seed of the unit and write its folder (replacing a stale one) in one rename. Returns
         the manifest rows. prior: the loaded prior for code methods, else None."""
-        from dgn_am.imageio import make_grid, save_image, save_labelled_grid
         from dgn_am.methods import synthesize
 
         method = self.method(name)
@@ -112,6 +112,6 @@ class PreferredCache:
                     save_image(image, folder.file(files[(str(u), seed)]))
             grid = make_grid(torch.stack(cells), rows=1)
             save_labelled_grid(grid, [str(unit)], folder.file("grid.png"), rows=1,
-                               scale=max(1, 112 // max(model.input_spec.size)))
-            folder.file(MANIFEST).write_text("".join(strict_dumps(r) + "\n" for r in rows))
+                               scale=view_scale(model.input_spec.size))
+            write_jsonl(folder.file(MANIFEST), rows)
         return rows

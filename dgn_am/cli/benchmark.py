@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dgn_am.cli.common import DATA_DIR_HELP, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, check_device
 from dgn_am.errors import bounded_int
+from dgn_am.imageio import write_text
 
 
 def _commit() -> str:
@@ -22,13 +23,12 @@ def write_outputs(results: dict, out: Path, command: str, commit: str) -> None:
     """results.json, results.csv, table.md, images.png, realism.png, diversity.png and transfer.png in out, each
     written atomically."""
     from dgn_am.evaluation.report import draw_figures, to_csv, to_json, to_markdown
-    from dgn_am.imageio import atomic_write
 
     results["settings"]["command"] = command
     results["settings"]["commit"] = commit
     for name, text in (("results.json", to_json(results)), ("results.csv", to_csv(results)),
                        ("table.md", to_markdown(results, command, commit))):
-        atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
+        write_text(out / name, text)
     draw_figures(results, out)
 
 

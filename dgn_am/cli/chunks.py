@@ -11,6 +11,7 @@ from dgn_am.cli.common import output_layer
 from dgn_am.errors import UsageError
 from dgn_am.manifest import kept_rows, manifest_row
 from dgn_am.shards import link_into
+from dgn_am.imageio import make_grid, read_image, save_image, save_labelled_grid, view_scale
 
 
 EXTRAS = {"transparency": "transparency.png", "panel": "panels.png"}  # an item's extra images: row key -> grid
@@ -58,7 +59,6 @@ def run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, par
     soon as its chunk is done (a chunk's kept items are computed with it, for the same results, but not saved)."""
     from tqdm import tqdm
 
-    from dgn_am.imageio import save_image
     from dgn_am.methods import synthesize
 
     with tqdm(total=method.steps * len(chunks), desc=f"{method.name}", unit="step",
@@ -73,6 +73,7 @@ def run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, par
             with torch.no_grad():
                 logits = model(result.images)
             rows = []
+            panels = accentuation_seeds(method, len(items))  # (B, C, H, W) or None, once per chunk
             for row, (unit, seed) in enumerate(items):
                 key = (str(unit), seed)
                 if key in kept:
@@ -84,7 +85,7 @@ def run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, par
                 record = manifest_row(args, method, result, row, unit, seed, prob, files[key], failed)
                 if failed is None:
                     save_image(result.images[row], part.file(files[key]))
-                    record.update(save_extras(method, result, row, files[key], part))
+                    record.update(save_extras(result, row, files[key], part, panels))
                 rows.append(record)
             part.append(rank, rows)
 
@@ -92,8 +93,6 @@ def run_chunks(args, model, method, chunks: list, seeds, prior, files, kept, par
 def merge_parts(folder, part, kept: dict, order: list) -> tuple[dict, dict]:
     """Rank 0, once every rank is done: bring the part folder's PNGs into --out's temporary folder. Returns (manifest
     rows, images (C, H, W)), both keyed by (address, seed); a finished row wins over a failed one."""
-    from dgn_am.imageio import read_image
-
     rows = dict(kept)
     for row in part.rows():
         key = (row["settings"]["address"], row["seed"])
@@ -110,29 +109,33 @@ def merge_parts(folder, part, kept: dict, order: list) -> tuple[dict, dict]:
     return rows, cells
 
 
-def save_extras(method, result, row: int, name: str, part) -> dict:
-    """Beside an item's PNG: MACO's transparency map (`*_transparency.png`, grey, 1 = the most gradient) and an
-    accentuation's seed | accentuation | difference panel (`*_panel.png`). Returns their manifest entries."""
-    from dgn_am.accentuation import panel, seed_images
-    from dgn_am.imageio import save_image
+def accentuation_seeds(method, batch: int) -> torch.Tensor | None:
+    """An accentuation method's seed images (batch, C, H, W), for the items' panels; None for other methods."""
+    from dgn_am.accentuation import seed_images
+
+    return seed_images(method, batch) if "keep_weight" in dict(method.options) else None
+
+
+def save_extras(result, row: int, name: str, part, seeds: torch.Tensor | None) -> dict:
+    """Beside an item's PNG: MACO's transparency map (`*_transparency.png`, grey, 1 = the most gradient) and, given
+    the accentuation seeds (B, C, H, W), the seed | accentuation | difference panel (`*_panel.png`). Returns their
+    manifest entries."""
+    from dgn_am.accentuation import panel
 
     out = {}
     stem = name[: -len(".png")]
     if "transparency" in result.extras:
         out["transparency"] = f"{stem}_transparency.png"
         save_image(result.extras["transparency"][row], part.file(out["transparency"]))
-    if "keep_weight" in dict(method.options):
+    if seeds is not None:
         out["panel"] = f"{stem}_panel.png"
-        seed = seed_images(method, len(result.images))[row]
-        save_image(panel(seed, result.images[row].cpu()), part.file(out["panel"]), scale=2)
+        save_image(panel(seeds[row], result.images[row].cpu()), part.file(out["panel"]), scale=2)
     return out
 
 
 def write_extra_grids(units, order: list, rows: dict, folder) -> None:
     """transparency.png (MACO) and panels.png (accentuation): the items' extra images in grid.png's layout, one row
     per unit (failed items, and kept items whose extra image is gone, blank)."""
-    from dgn_am.imageio import make_grid, read_image, save_labelled_grid
-
     for key, grid_name in EXTRAS.items():
         files = {k: rows[k].get(key) for k in order}
         cells = {k: read_image(folder.file(f)) for k, f in files.items() if f and folder.file(f).is_file()}
@@ -141,4 +144,4 @@ def write_extra_grids(units, order: list, rows: dict, folder) -> None:
         blank = torch.ones_like(next(iter(cells.values())))
         grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(units))
         save_labelled_grid(grid, [str(u) for u in units], folder.file(grid_name), rows=len(units),
-                           scale=max(1, 112 // max(blank.shape[-2:])))
+                           scale=view_scale(blank.shape[-2:]))

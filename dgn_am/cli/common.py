@@ -11,6 +11,7 @@ import torch
 
 from dgn_am.errors import UsageError
 from dgn_am.outdir import file_part
+from dgn_am.imageio import atomic_write, view_scale
 
 MAX_IMAGES = 100_000  # (unit, seed) pairs in one run: more is a typo, not an experiment
 MAX_STEPS = 1_000_000
@@ -73,20 +74,16 @@ def png_scale(args: argparse.Namespace, size: tuple[int, int]) -> int:
     """--scale, or the factor that enlarges an image of `size` (H, W) to at least 112 pixels."""
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale must be >= 1, got {args.scale}")
-    return args.scale or max(1, 112 // max(size))
+    return args.scale or view_scale(size)
 
 
 def save_figure(fig, path: Path) -> None:
     """A matplotlib figure as PNG, written atomically."""
-    from dgn_am.imageio import atomic_write
-
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def save_npy(array: np.ndarray, path: Path) -> None:
     """An array as .npy, written atomically."""
-    from dgn_am.imageio import atomic_write
-
     def write(tmp):
         with open(tmp, "wb") as f:
             np.save(f, array)

@@ -10,8 +10,8 @@ import torch
 
 from dgn_am.cli.common import (DATA_DIR_HELP, add_model_args, load_target, png_scale, save_figure, save_npy,
                                unit_stem)
-from dgn_am.errors import strict_dumps
 from dgn_am.outdir import OutputFolder, file_part
+from dgn_am.imageio import load_image, make_grid, save_image, view_scale, write_json
 
 VIEWS_HELP = """Writes into --out:
   topk_UNIT.png               the k images that drive the unit most (conv units read as addressed: the centre
@@ -45,7 +45,6 @@ def _default_layers(model) -> tuple[str, str]:
 def _load_data(args, spec) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None]:
     """(images (N, C, H, W) in [0, 1] fitted to the model, labels (N,) or None, class names or None)."""
     from dgn_am.explain.dataset_views import fit_images
-    from dgn_am.imageio import load_image
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -77,8 +76,6 @@ def _check_flags(args) -> None:
 
 def _queries(args, images: torch.Tensor, spec) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(query images (Q, C, H, W), their indices in `images` (Q,) or None for --query-image files)."""
-    from dgn_am.imageio import load_image
-
     if args.query_image:
         return torch.cat([load_image(p, spec) for p in args.query_image]), None
     n = len(images)
@@ -123,8 +120,6 @@ def _compute(args, model, images, labels, classes, units, layer, queries, query_
 
 def _write_units(out: Path, units, images, views: dict, scale: int) -> dict:
     """topk_UNIT.png and patches_UNIT.png for every unit; returns views.json's "units" record."""
-    from dgn_am.imageio import make_grid, save_image
-
     record = {}
     for u in units:
         stem, top = unit_stem(u), views["top"][u]
@@ -132,7 +127,7 @@ def _write_units(out: Path, units, images, views: dict, scale: int) -> dict:
         entry = {"topk_png": f"topk_{stem}.png", "indices": top.indices.tolist(), "values": top.values.tolist()}
         if u in views["patches"]:
             p = views["patches"][u]
-            pscale = max(1, 112 // max(p.crops.shape[2:]))
+            pscale = view_scale(p.crops.shape[2:])
             save_image(make_grid(p.crops, rows=1), out / f"patches_{stem}.png", scale=pscale)
             entry.update(patches_png=f"patches_{stem}.png", patch_indices=p.indices.tolist(),
                          positions=p.positions.tolist(), boxes=p.boxes.tolist(), patch_values=p.values.tolist())
@@ -142,8 +137,6 @@ def _write_units(out: Path, units, images, views: dict, scale: int) -> dict:
 
 def _write_filters(out: Path, views: dict) -> dict | None:
     """filters.png, the first convolution's filters (grey = 0); its views.json record, or None without one."""
-    from dgn_am.imageio import make_grid, save_image
-
     tiles = views["tiles"]
     if tiles is None:
         return None
@@ -155,7 +148,6 @@ def _write_filters(out: Path, views: dict) -> dict | None:
 
 
 def cmd_dataset_views(args) -> int:
-    from dgn_am.imageio import atomic_write, make_grid, save_image
     from dgn_am.layers import check_units, get_layer, units_of
 
     _check_flags(args)
@@ -193,8 +185,7 @@ def cmd_dataset_views(args) -> int:
             record["embeddings"][e] = {"png": f"embedding_{e}_{lstem}.png", "npy": f"embedding_{e}_{lstem}.npy",
                                        "points": views["m"]}
         record["filters"] = _write_filters(out, views)
-        atomic_write(out / "views.json",
-                     lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1) + "\n"))
+        write_json(out / "views.json", record)
     if not args.quiet:
         print(f"wrote dataset views of {n} images ({len(units)} units, layer {layer}) to {args.out}")
     return 0

@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from dgn_am.cli.common import add_model_args, load_target
-from dgn_am.errors import UsageError, finite_float, strict_dumps
+from dgn_am.errors import UsageError, finite_float
 from dgn_am.outdir import OutputFolder, file_part
+from dgn_am.imageio import load_image, make_grid, save_image, save_labelled_grid, view_scale, write_json
 
 
 def _objective(args, model) -> str:
@@ -25,7 +26,6 @@ def _objective(args, model) -> str:
 
 def cmd_dream(args) -> int:
     from dgn_am.dream import DreamConfig, dream
-    from dgn_am.imageio import atomic_write, load_image, make_grid, save_image, save_labelled_grid
     from dgn_am.objective_expr import parse_objective
 
     if args.objective:
@@ -54,7 +54,7 @@ def cmd_dream(args) -> int:
     with tqdm(total=config.steps * config.octaves, desc=f"dream {objective}", unit="step", disable=args.quiet) as bar:
         result = dream(model, images, objective, config, prior=prior, seed=args.seed,
                        progress=lambda i, n, s: bar.update(1))
-    scale = max(1, 112 // max(model.input_spec.size))
+    scale = view_scale(model.input_spec.size)
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
         for i, stem in enumerate(stems):
             save_image(result.images[i].cpu(), folder.file(f"{stem}_dream.png"), scale=scale)
@@ -66,7 +66,7 @@ def cmd_dream(args) -> int:
                       {"image": str(p), "path": f"{s}_dream.png", "objective_before": float(b),
                        "objective_after": float(a)}
                       for p, s, b, a in zip(args.image, stems, result.before, result.after)]}
-        atomic_write(folder.file("dream.json"), lambda tmp: Path(tmp).write_text(strict_dumps(report, indent=1)))
+        write_json(folder.file("dream.json"), report)
     if not args.quiet:
         print(f"dreamed {len(stems)} images on {objective}: objective {float(result.before.mean()):.3f} -> "
               f"{float(result.after.mean()):.3f}; wrote grid.png and dream.json to {args.out}")

@@ -7,14 +7,13 @@ written atomically, so an error leaves the output folder as it was.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from dgn_am.cli.common import add_model_args, load_target, png_scale, save_figure, save_npy, unit_stem
-from dgn_am.errors import finite_float, strict_dumps
+from dgn_am.errors import finite_float
 from dgn_am.outdir import OutputFolder
+from dgn_am.imageio import load_image, save_image, write_json
 
 EXPLAIN_HELP = """Writes, for each method, into --out:
   UNIT_METHOD.png          the map (sequential colours for non-negative maps, blue-white-red for signed ones)
@@ -76,7 +75,6 @@ def cmd_explain(args) -> int:
     from dgn_am.explain.plots import plot_panel
     from dgn_am.explain.registry import METHODS, get_explainer
     from dgn_am.explain.targets import unit_values
-    from dgn_am.imageio import atomic_write, load_image, save_image
     from dgn_am.layers import Unit, get_layer, list_layers
 
     methods = list(METHODS) if "all" in args.method else list(dict.fromkeys(args.method))
@@ -116,7 +114,7 @@ def cmd_explain(args) -> int:
         manifest = {"model": args.model, "weights": args.weights, "image": str(args.image), "unit": str(unit),
                     "activation": activation, "predicted_class": int(logits.flatten(1)[0].argmax()),
                     "methods": records}
-        atomic_write(out / "explain.json", lambda tmp: Path(tmp).write_text(strict_dumps(manifest, indent=1) + "\n"))
+        write_json(out / "explain.json", manifest)
     if not args.quiet:
         print(f"explained {unit} (activation {activation:.3f}) with {', '.join(methods)}; wrote {len(records) * 3 + 3} "
               f"files to {args.out}")

@@ -4,12 +4,12 @@ the work happens in `dgn_am.facets`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from dgn_am.cli.common import DATA_DIR_HELP, MAX_SEED, MAX_STEPS, add_model_args, load_target, unit_stem
-from dgn_am.errors import UsageError, bounded_int, strict_dumps
+from dgn_am.errors import UsageError, bounded_int
+from dgn_am.imageio import make_grid, save_image, save_labelled_grid, view_scale, write_json
 
 
 def _check(args) -> None:
@@ -106,7 +106,6 @@ def cmd_facets(args) -> int:
     from tqdm import tqdm
 
     from dgn_am.facets import own_cluster_rate
-    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
     from dgn_am.outdir import OutputFolder
 
     model, judge, units, method, prior, pool, cluster_layer, judge_layer = _prepare(args)
@@ -114,7 +113,7 @@ def cmd_facets(args) -> int:
     runs = len(units) * ((1 if method.parameterization == "code" else args.k) + bool(args.baseline))
     with tqdm(total=runs * method.steps, desc="facets", unit="step", disable=args.quiet) as bar:
         done, baselines = _facets_of(args, model, units, method, prior, pool, cluster_layer, bar)
-    scale = max(1, 112 // max(model.input_spec.size))
+    scale = view_scale(model.input_spec.size)
     record = {"settings": {"model": args.model, "weights": args.weights, "method": method.settings(),
                            "prior": args.prior if prior is not None else None,
                            "start": done[0].settings["start"] if done else None, "k": args.k, "top": args.top,
@@ -135,7 +134,7 @@ def cmd_facets(args) -> int:
         rows = torch.cat([_row(f, pool, args.show) for f in done])
         save_labelled_grid(make_grid(rows, rows=len(units)), [str(u) for u in units], folder.file("facets.png"),
                            rows=len(units), scale=scale)
-        atomic_write(folder.file("facets.json"), lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1)))
+        write_json(folder.file("facets.json"), record)
     if not args.quiet:
         div = [u["diversity"] for u in record["units"] if u["diversity"]["facets"] is not None]
         note = ""

@@ -3,12 +3,12 @@ how an independent classifier reads them. Argument parsing and file output only;
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from dgn_am.cli.common import DATA_DIR_HELP, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target, unit_stem
-from dgn_am.errors import UsageError, bounded_int, finite_float, strict_dumps
+from dgn_am.errors import UsageError, bounded_int, finite_float
+from dgn_am.imageio import make_grid, save_image, save_labelled_grid, view_scale, write_json, write_text
 
 
 def _check(args) -> None:
@@ -93,7 +93,6 @@ def cmd_fool(args) -> int:
     import argparse
 
     from dgn_am.fooling import fooling_table, summarize
-    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
     from dgn_am.outdir import OutputFolder
 
     _check(args)
@@ -104,7 +103,7 @@ def cmd_fool(args) -> int:
     torch.manual_seed(0)  # nothing should draw from the global RNG; this makes a stray draw repeat
     fooled = _search(args, model, [u.index for u in units], seeds)
     rows = fooling_table(model, judge, fooled.images, fooled.classes, args.threshold)
-    scale = max(1, 112 // max(model.input_spec.size))
+    scale = view_scale(model.input_spec.size)
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
         for row, unit, seed, image, cost in zip(rows, [u for u in units for _ in seeds], fooled.seeds,
                                                 fooled.images, fooled.cost):
@@ -119,8 +118,8 @@ def cmd_fool(args) -> int:
                                "threshold": args.threshold, "device": args.device},
                   "summary": summarize(rows), "real_reference": _real_reference(args, model, judge, fooled.classes),
                   "images": rows}
-        atomic_write(folder.file("fooling.json"), lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1)))
-        atomic_write(folder.file("table.md"), lambda tmp: Path(tmp).write_text(_table(rows, names)))
+        write_json(folder.file("fooling.json"), record)
+        write_text(folder.file("table.md"), _table(rows, names))
     if not args.quiet:
         s = record["summary"]
         print(f"wrote {len(rows)} fooling images to {args.out}: {s['fooled']:.0%} fool {args.model} (mean confidence "

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from dgn_am.cli.common import MAX_STEPS, add_model_args, load_target
-from dgn_am.errors import UsageError, bounded_int, strict_dumps
+from dgn_am.errors import UsageError, bounded_int
 from dgn_am.outdir import OutputFolder, file_part
+from dgn_am.imageio import load_image, make_grid, save_image, save_labelled_grid, view_scale, write_json
 
 
 def _modes(args, prior) -> list[str]:
@@ -23,8 +24,6 @@ def _modes(args, prior) -> list[str]:
 
 def _load(args, model) -> tuple[torch.Tensor, list[str]]:
     """The --image files as (N, C, H, W) in the model's input format, and a file stem for each."""
-    from dgn_am.imageio import load_image
-
     stems = [file_part(Path(p).stem) for p in args.image]
     if len(set(stems)) < len(stems):
         raise UsageError("two --image files share a name; give images with different file names")
@@ -49,7 +48,6 @@ def _run(args, model, images: torch.Tensor, modes: list[str], prior) -> dict:
 
 
 def cmd_invert(args) -> int:
-    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
     from dgn_am.evaluation.inversion import ssim
     from dgn_am.inversion import MODES
     from dgn_am.layers import Unit, check_units
@@ -76,7 +74,7 @@ def cmd_invert(args) -> int:
                            "ssim": float(ssim(r.images[i: i + 1], images[i: i + 1])[0]),
                            "predicted_class": classes[m][i]} for m, r in runs.items()}}
             for i in range(len(images))]
-    scale = max(1, 112 // max(model.input_spec.size))
+    scale = view_scale(model.input_spec.size)
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
         for i, stem in enumerate(stems):
             save_image(images[i].cpu(), folder.file(f"{stem}_original.png"), scale=scale)
@@ -88,7 +86,7 @@ def cmd_invert(args) -> int:
         report = {"model": args.model, "weights": args.weights, "layer": args.layer, "prior": args.prior,
                   "columns": ["original", *modes], "settings": {m: r.settings for m, r in runs.items()},
                   "images": rows}
-        atomic_write(folder.file("invert.json"), lambda tmp: Path(tmp).write_text(strict_dumps(report, indent=1)))
+        write_json(folder.file("invert.json"), report)
     if not args.quiet:
         summary = ", ".join(f"{m} ssim {sum(r['modes'][m]['ssim'] for r in rows) / len(rows):.3f}" for m in modes)
         print(f"inverted {len(rows)} images from {args.layer}: {summary}; wrote grid.png and invert.json to {args.out}")

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from dgn_am.cli.common import MAX_IMAGES, MAX_SEED, add_model_args, load_target, save_figure, unit_stem
-from dgn_am.errors import UsageError, bounded_int, finite_float, strict_dumps
+from dgn_am.errors import UsageError, bounded_int, finite_float
 from dgn_am.outdir import OutputFolder, file_part
+from dgn_am.imageio import make_grid, save_image, save_labelled_grid, view_scale, write_jsonl
 
 MAX_FRAMES = 40  # generations shown in a search's generations strip (evenly spaced, the last always included)
 
@@ -74,8 +75,6 @@ def _curve(result, label: str, path: Path) -> None:
 
 def _write_item(folder, stem: str, label: str, result) -> dict:
     """The item's PNGs and curve; returns its manifest row's file names."""
-    from dgn_am.imageio import make_grid, save_image
-
     names = {"path": f"{stem}.png", "generations_png": f"{stem}_generations.png", "curve_png": f"{stem}_curve.png"}
     save_image(result.image, folder.file(names["path"]))
     frames = _frames(result.generation_images)
@@ -87,7 +86,6 @@ def _write_item(folder, stem: str, label: str, result) -> dict:
 def cmd_search(args) -> int:
     from tqdm import tqdm
 
-    from dgn_am.imageio import atomic_write, make_grid, save_labelled_grid
     from dgn_am.priors import load_prior
     from dgn_am.search import search
 
@@ -115,9 +113,8 @@ def cmd_search(args) -> int:
                 bar.update(1)
                 bar.set_postfix(score=f"{result.score:.2f}")
         save_labelled_grid(make_grid(torch.stack(cells), rows=len(targets)), [t[0] for t in targets],
-                           folder.file("grid.png"), rows=len(targets), scale=max(1, 112 // max(spec.size)))
-        lines = "".join(strict_dumps(r) + "\n" for r in rows)
-        atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
+                           folder.file("grid.png"), rows=len(targets), scale=view_scale(spec.size))
+        write_jsonl(folder.file("manifest.jsonl"), rows)
     if not args.quiet:
         print(f"wrote {len(rows)} searches ({sum(r['calls'] for r in rows)} scorer calls) to {args.out} (mean best "
               f"score {np.mean([r['score'] for r in rows]):.3f}, {time.perf_counter() - started:.1f}s)")

@@ -16,8 +16,7 @@ from dgn_am.cli.common import (MAX_BATCH, MAX_IMAGES, MAX_SEED, MAX_STEPS, add_m
                                unit_stem)
 from dgn_am.components import (COMPONENTS, FIELD, ROLE, method_from_dict, parse_component, parse_step_rule,
                                usage)
-from dgn_am.errors import (ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_dumps,
-                           strict_loads)
+from dgn_am.errors import ItemsFailed, UsageError, bounded_int, finite_float, non_finite_in, strict_loads
 from dgn_am.manifest import run_signature
 from dgn_am.objective_expr import ObjectiveTarget, frame_weights, parse_objective
 from dgn_am.operators import Share
@@ -25,6 +24,7 @@ from dgn_am.outdir import OutputFolder, check_name
 from dgn_am.parameterizations import start_from_image
 from dgn_am.shards import Group, PartFolder, Ranks, thread_count
 from dgn_am.steps import usage as step_usage
+from dgn_am.imageio import make_grid, save_labelled_grid, view_scale, write_jsonl
 
 
 def _base_method(args):
@@ -184,8 +184,6 @@ def _prepare(args) -> tuple:
 def _write_grid(model, units, order: list, cells: dict, folder, by_seed: bool = False) -> None:
     """grid.png: one row per unit (or expression), one column per seed, labelled with the unit (and class name);
     by_seed (an interpolation): one row per seed, one column per frame. Failed items are left blank."""
-    from dgn_am.imageio import make_grid, save_labelled_grid
-
     if not cells:
         return
     blank = torch.ones_like(next(iter(cells.values())))
@@ -199,7 +197,7 @@ def _write_grid(model, units, order: list, cells: dict, folder, by_seed: bool = 
                   and output_layer(model, u.layer) else str(u) for u in units]
     grid = make_grid(torch.stack([cells.get(k, blank) for k in order]), rows=len(labels))
     save_labelled_grid(grid, labels, folder.file("grid.png"), rows=len(labels),
-                       scale=max(1, 112 // max(model.input_spec.size)))
+                       scale=view_scale(model.input_spec.size))
 
 
 def _file_names(units: list, seeds: list, method_name: str) -> dict:
@@ -234,7 +232,6 @@ def _report_outcome(args, rows: dict, kept: dict, seconds: float) -> None:
 
 
 def cmd_synthesize(args) -> int:
-    from dgn_am.imageio import atomic_write
 
     ranks = Ranks.from_env()
     torch.set_num_threads(thread_count(args.threads, ranks.local_world))
@@ -263,8 +260,7 @@ def cmd_synthesize(args) -> int:
                 rows, cells = merge_parts(folder, part, kept, order)
                 _write_grid(model, units, order, cells, folder, by_seed=bool(args.interpolate))
                 write_extra_grids(units, order, rows, folder)
-                lines = "".join(strict_dumps(rows[k]) + "\n" for k in order)
-                atomic_write(folder.file("manifest.jsonl"), lambda tmp: Path(tmp).write_text(lines))
+                write_jsonl(folder.file("manifest.jsonl"), [rows[k] for k in order])
                 folder.commit()
                 part.remove()
         except BaseException as e:

@@ -4,12 +4,12 @@ or a generator prior's code. Argument parsing and file output only; the work hap
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from dgn_am.cli.common import MAX_IMAGES, MAX_SEED, MAX_STEPS, add_model_args, load_target
-from dgn_am.errors import UsageError, bounded_int, finite_float, strict_dumps
+from dgn_am.errors import UsageError, bounded_int, finite_float
+from dgn_am.imageio import load_image, make_grid, save_image, save_labelled_grid, view_scale, write_json
 
 
 def _check(args) -> None:
@@ -29,7 +29,6 @@ def _check(args) -> None:
 
 def _image(path: str, model) -> torch.Tensor:
     """The image file as the model takes it, (1, C, H, W) in [0, 1], on the model's device."""
-    from dgn_am.imageio import load_image
     from dgn_am.layers import device_and_dtype
 
     return load_image(path, model.input_spec).to(device_and_dtype(model)[0])
@@ -63,10 +62,9 @@ def _run(args, model, objective, param) -> tuple:
 
 def _write(args, model, shown: list, result, seeds: list, record: dict) -> None:
     """One PNG per seed, grid.png (the given images, then one column per seed) and COMMAND.json."""
-    from dgn_am.imageio import atomic_write, make_grid, save_image, save_labelled_grid
     from dgn_am.outdir import OutputFolder
 
-    scale = max(1, 112 // max(model.input_spec.size))
+    scale = view_scale(model.input_spec.size)
     images = result.images.cpu()
     record["images"] = []
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
@@ -77,8 +75,7 @@ def _write(args, model, shown: list, result, seeds: list, record: dict) -> None:
         cells = torch.cat([torch.cat([x.cpu() for _, x in shown]), images])
         save_labelled_grid(make_grid(cells, rows=1), [" | ".join([n for n, _ in shown] + ["seeds"])],
                            folder.file("grid.png"), rows=1, scale=scale)
-        atomic_write(folder.file(f"{args.command}.json"),
-                     lambda tmp: Path(tmp).write_text(strict_dumps(record, indent=1) + "\n"))
+        write_json(folder.file(f"{args.command}.json"), record)
 
 
 def _settings(args) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dgn_am.errors import strict_dumps
 from dgn_am.evaluation.figures import image_table
-from dgn_am.imageio import atomic_write
+from dgn_am.imageio import write_text
 
 COLUMNS = (("act_top", "act/top", "{:.2f}"), ("median_act_top", "median act/top", "{:.2f}"),
            ("nonpositive", "ends <= 0", "{:.3f}"), ("median_act_top_raw", "median act/top as optimized", "{:.2f}"),
@@ -70,5 +70,5 @@ def write_hidden(results: dict, out: Path, command: str, commit: str) -> None:
     plain = json.loads(json.dumps(data, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
     for name, text in (("results.json", strict_dumps(plain, indent=1)),
                        ("table.md", to_markdown(results, command, commit))):
-        atomic_write(out / name, lambda tmp, text=text: Path(tmp).write_text(text))
+        write_text(out / name, text)
     draw_exemplars(results, out)
