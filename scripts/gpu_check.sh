@@ -6,6 +6,8 @@
 #   scripts/gpu_check.sh --tiny          # on the CPU, reduced widths and a few steps: checks that the script runs
 #   CAFFENET=caffenet.safetensors PRIOR=deepsim-fc6.safetensors scripts/gpu_check.sh   # the imported real files
 #
+#   SPEED=0 scripts/gpu_check.sh         # leave out stage 3 (the speed tables on the GPU)
+#
 # Without CAFFENET/PRIOR it times random-weight stand-ins (scripts/paper_files.py): the cost does not depend on the
 # weights. Writes into $OUT (default: a temporary folder) and prints one "timing" line per stage.
 set -euo pipefail
@@ -60,4 +62,15 @@ t0=$(now)
   --trainer.enable_progress_bar false --trainer.limit_val_batches 1 \
   --out runs/imagefolder-64/prior.safetensors > prior.log 2>&1)
 timing "train-prior, $TRAIN_STEPS steps ($((TRAIN_STEPS / 2)) batches of $BATCH)" "$t0" "$(now)"
+
+# 3. the speed tables on the GPU (not with --tiny): scripts/speed.py's rows (Lucent's too where it is importable)
+#    and scripts/speed_paper.py's batch sizes, written to $OUT/speed
+if [[ $TINY == 0 && "${SPEED:-1}" == 1 ]]; then
+  t0=$(now)
+  $PY scripts/speed.py --device "$DEVICE" --no-compile --out "$OUT/speed"
+  timing "scripts/speed.py --device $DEVICE" "$t0" "$(now)"
+  t0=$(now)
+  $PY scripts/speed_paper.py --device "$DEVICE" --batches 1 8 32 128 --steps 20 --out "$OUT/speed"
+  timing "scripts/speed_paper.py --device $DEVICE" "$t0" "$(now)"
+fi
 echo "gpu_check: done; logs in $OUT/recipe"

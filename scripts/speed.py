@@ -55,7 +55,8 @@ def bare_loop(model, prior, units, seeds, steps: int, lr: float) -> Callable[[],
 
     def loop() -> torch.Tensor:
         gen = torch.Generator().manual_seed(0)
-        h = (torch.randn(len(items), prior.code_dim, generator=gen) * 0.1).requires_grad_(True)
+        h = torch.randn(len(items), prior.code_dim, generator=gen) * 0.1  # drawn on the CPU: the same start anywhere
+        h = h.to(prior.upper.device).requires_grad_(True)
         for i in range(steps):
             act = read_units(run(model, prior.image(h, model.input_spec), [layer])[layer], items)
             (g,) = torch.autograd.grad(act.sum(), h)
@@ -95,15 +96,15 @@ def step_flops(model, prior, units, seeds) -> int:
     """FLOPs of one forward and backward pass of the bare loop's step."""
     layer = units[0].layer
     items = [u for u in units for _ in seeds]
-    h = torch.zeros(len(items), prior.code_dim, requires_grad=True)
+    h = torch.zeros(len(items), prior.code_dim, device=prior.upper.device, requires_grad=True)
     with FlopCounterMode(display=False) as counter:
         act = read_units(run(model, prior.image(h, model.input_spec), [layer])[layer], items)
         act.sum().backward()  # (autograd.grad on a leaf is not supported under the flop counter)
     return counter.get_total_flops()
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     return 2 * n ** 3 / statistics.median(timed(lambda: a @ b, repeats)) / 1e9
 
 
@@ -140,12 +141,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--one-at-a-time", type=int, default=8, help="items timed one by one (the rest is scaled)")
     p.add_argument("--out", default="docs/speed")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (Lucent puts its images on cuda:0 whenever CUDA is "
+                   "available, so its row is only fair with --device cuda there)")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row (compiling takes "
                    "about a minute on 2 cores)")
     p.add_argument("--train-steps", type=int, default=20, help="prior training steps per repeat (0: no training "
                    "rows)")
     args = p.parse_args(argv)
-    model, prior = load_model(args.model), load_prior(args.prior)
+    model, prior = load_model(args.model, device=args.device), load_prior(args.prior, device=args.device)
     units, seeds = parse_units(args.units), list(range(args.seeds))
     method = get_method(args.method).with_overrides(steps=args.steps)
     n = len(units) * len(seeds)
@@ -166,28 +169,32 @@ def main(argv: list[str] | None = None) -> dict:
                                                              args.repeats)]
         rows["lucent render_vis, one at a time"] = [t / len(units) for t in timed(lucent, args.repeats)]
     variants = speed_extra.variants(model, prior, units, seeds, method, args.repeats, not args.no_compile)
-    train = speed_extra.training(args.train_steps, args.repeats) if args.train_steps else None
+    train = speed_extra.training(args.train_steps, args.repeats, device=args.device) if args.train_steps else None
     flops = step_flops(model, prior, units, seeds)
     bare = statistics.median(rows["bare loop (floor)"]) * n / args.steps  # seconds per step of the whole batch
-    achieved, peak = flops / bare / 1e9, matmul_gflops()
+    matmul_n = 1024 if args.device == "cpu" else 8192
+    achieved, peak = flops / bare / 1e9, matmul_gflops(matmul_n, device=args.device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
         "command": "python scripts/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": commit, "model": args.model, "prior": args.prior, "method": args.method, "items": n,
         "steps": args.steps, "repeats": args.repeats, "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
-        "machine": platform.machine(), "device": "cpu",
+        "machine": platform.machine(), "device": args.device,
+        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
         "rows": {name: {"median": statistics.median(v), "min": min(v), "max": max(v), "seconds_per_image": v}
                  for name, v in rows.items()},
-        "gflops": {"step_flops": flops, "bare_loop": achieved, "matmul_1024": peak, "fraction": achieved / peak},
+        "gflops": {"step_flops": flops, "bare_loop": achieved, f"matmul_{matmul_n}": peak,
+                   "fraction": achieved / peak},
         "variants": variants, "training": train,
     }
     floor = result["rows"]["bare loop (floor)"]["median"]
     if lucent is not None:
         result["lucent_over_olah"] = (result["rows"]["lucent render_vis, one at a time"]["median"] /
                                       result["rows"]["olah, engine batched"]["median"])
-    lines = [f"`{result['command']}` (commit {commit}, torch {torch.__version__}, {torch.get_num_threads()} "
-             f"threads, {n} items x {args.steps} steps, {args.repeats} repeats after a warm-up)", "",
+    lines = [f"`{result['command']}` (commit {commit}, torch {torch.__version__}, {args.device} "
+             f"{result['device_name']}, {torch.get_num_threads()} threads, {n} items x {args.steps} steps, "
+             f"{args.repeats} repeats after a warm-up)", "",
              "| row | s / image, median [min, max] | ratio |", "|---|---|---|"]
     for name, r in result["rows"].items():
         base, label = ((result["rows"]["olah, engine batched"]["median"], "x olah batched") if "olah" in name or
@@ -200,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         lines += ["", "Lucent is not installed, so its row is left out (see the script's docstring)."]
     lines += ["", f"Bare loop: {achieved:.1f} GFLOPS ({flops / 1e9:.2f} GFLOP per step of the batch) against "
-                  f"{peak:.1f} GFLOPS for a 1024x1024 float32 matmul in the same run ({achieved / peak:.0%})."]
+                  f"{peak:.1f} GFLOPS for a {matmul_n}x{matmul_n} float32 matmul in the same run "
+                  f"({achieved / peak:.0%})."]
     lines += extra_lines(variants, train)
     out = Path(args.out)
     write_text(out / "speed.json", json.dumps(result, indent=1))

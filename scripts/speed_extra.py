@@ -21,12 +21,15 @@ import torch
 
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Seconds of `repeats` calls of fn, after one warm-up call."""
+    """Seconds of `repeats` calls of fn, after one warm-up call (on a GPU, each call waits for its kernels)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else (lambda: None)
     fn()
+    sync()
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         out.append(time.perf_counter() - t0)
     return out
 
@@ -46,9 +49,10 @@ def variants(model, prior, units, seeds, method, repeats: int, compile_too: bool
     from dgn_am.priors import Prior
 
     n = len(units) * len(seeds)
+    device = next(model.parameters()).device.type
 
     def run(m, p, autocast: bool = False) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             return synthesize(m, units, seeds, method, prior=p)[0].images.float()
 
     def with_generator(g) -> Prior:
@@ -129,7 +133,7 @@ def _bare_steps(module, batches: list[torch.Tensor]) -> None:
         last_adv = _bare_step(module, x, opt_g, opt_d, last_adv)
 
 
-def training(steps: int, repeats: int, batch: int = 64) -> dict:
+def training(steps: int, repeats: int, batch: int = 64, device: str = "cpu") -> dict:
     """Seconds per training step of the prior under Lightning and in a bare loop, `repeats` runs of `steps` steps
     each (after one warm-up run of each); Lightning's time is its whole fit() call, setup included. A step is one
     batch: a D update (unless paused) and a G update."""
@@ -137,6 +141,7 @@ def training(steps: int, repeats: int, batch: int = 64) -> dict:
 
     g = torch.Generator().manual_seed(0)
     batches = [torch.rand(batch, 1, 28, 28, generator=g) for _ in range(steps)]
+    on_device = [x.to(device) for x in batches]
     from torch.utils.data import DataLoader, TensorDataset
 
     images = torch.cat(batches)
@@ -144,13 +149,13 @@ def training(steps: int, repeats: int, batch: int = 64) -> dict:
 
     def lightning_run() -> None:
         # one epoch over the `steps` batches: max_steps would count the D and G optimizer steps both
-        trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            limit_val_batches=0)
+        trainer = L.Trainer(max_epochs=1, accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0, limit_val_batches=0)
         trainer.fit(_prior_module(), train_dataloaders=loader)
 
     def bare_run() -> None:
-        _bare_steps(_prior_module(), batches)
+        _bare_steps(_prior_module().to(device), on_device)
 
     out = {}
     for name, fn in (("lightning", lightning_run), ("bare loop", bare_run)):
