@@ -36,6 +36,7 @@ import torch
 from dgn_am.layers import device_and_dtype, run
 from dgn_am.objectives import Objective
 from dgn_am.parameterizations import Parameterization
+from dgn_am.reproducible import deterministic_on_model_device
 from dgn_am.steps import StepRule
 
 
@@ -281,6 +282,7 @@ def _check_loop(steps: int, samples: int, transforms: Sequence, returns: str) ->
         raise ValueError(f"returns must be 'final' or 'rendered', got '{returns}'")
 
 
+@deterministic_on_model_device
 def maximize(
     model: torch.nn.Module,
     objective: Objective,

@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps, "repeats": args.repeats, "threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "machine": platform.machine(), "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
+        "device_name": (torch.cuda.get_device_name() if args.device == "cuda" else
+                        platform.processor() or platform.machine()),
         "rows": {name: {"median": statistics.median(v), "min": min(v), "max": max(v), "seconds_per_image": v}
                  for name, v in rows.items()},
         "gflops": {"step_flops": flops, "bare_loop": achieved, f"matmul_{matmul_n}": peak,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dgn_am.caffe import caffenet_from_caffe, read_caffemodel
-from dgn_am.models.caffenet import LRN, CaffeNet, CaffeNetConfig
+from dgn_am.models.caffenet import LRN, CaffeNet, CaffeNetConfig, CrossChannelLRN
 from dgn_am.models.spec import caffe_input_spec
 from dgn_am.priors import to_target
 from tests.caffe_writer import module_blobs, write_caffemodel
@@ -42,8 +42,22 @@ def test_lrn_is_caffes_across_channel_normalization():
     assert np.abs(want - x).max() > 1.0  # the test can tell a missing normalization
     # alpha / n, not alpha: with alpha undivided the loop differs
     assert np.abs(caffe_lrn_loop(x, 5, 5e-4, 0.75, 1.0) - want).max() > 1.0
-    wide = torch.nn.LocalResponseNorm(3, alpha=0.01, beta=0.5, k=2.0)(torch.from_numpy(x)).double().numpy()
+    wide = CrossChannelLRN(3, alpha=0.01, beta=0.5, k=2.0)(torch.from_numpy(x)).double().numpy()
     np.testing.assert_allclose(wide, caffe_lrn_loop(x, 3, 0.01, 0.5, 2.0), rtol=1e-5)
+    for n in (1, 2, 3, 4, 5, 8):  # odd and even windows against torch's module (the same zero padding)
+        torch.testing.assert_close(CrossChannelLRN(n, 0.01, 0.5, 2.0)(torch.from_numpy(x)),
+                                   torch.nn.LocalResponseNorm(n, 0.01, 0.5, 2.0)(torch.from_numpy(x)))
+
+
+def test_lrn_backward_matches_torchs():
+    """The gradient through CrossChannelLRN is LocalResponseNorm's (gradcheck in float64, and the two agree)."""
+    x = torch.randn(2, 6, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 30
+    x.requires_grad_(True)
+    lrn = CrossChannelLRN(5, 1e-3, 0.75, 1.0)
+    assert torch.autograd.gradcheck(lrn, (x,))
+    (ours,) = torch.autograd.grad(lrn(x).pow(2).sum(), x)
+    (torchs,) = torch.autograd.grad(torch.nn.LocalResponseNorm(5, 1e-3, 0.75, 1.0)(x).pow(2).sum(), x)
+    torch.testing.assert_close(ours, torchs)
 
 
 def grouped_conv_loop(x: np.ndarray, w: np.ndarray, b: np.ndarray, groups: int, pad: int) -> np.ndarray:

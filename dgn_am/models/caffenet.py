@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 # Caffe's LRN: b_c = a_c / (k + alpha / n * sum over the n channels around c of a^2) ^ beta. Caffe divides alpha
-# by n (local_size); torch.nn.LocalResponseNorm does too (it averages the squares over the window, zero-padded at
-# the ends), so the two agree term for term. tests/test_caffenet.py checks this against a hand-written loop.
+# by n (local_size), and so does CrossChannelLRN below (the sum of the squares over the window, zero-padded at the
+# ends). tests/test_caffenet.py checks it against a hand-written loop and against torch.nn.LocalResponseNorm.
 LRN = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 1.0}
 
 
@@ -52,8 +52,29 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
 
-def _lrn() -> nn.LocalResponseNorm:
-    return nn.LocalResponseNorm(LRN["size"], alpha=LRN["alpha"], beta=LRN["beta"], k=LRN["k"])
+class CrossChannelLRN(nn.Module):
+    """torch.nn.LocalResponseNorm's formula, with the window's sum taken as `size` shifted channel slices added in
+    order. LocalResponseNorm sums through avg_pool3d, whose CUDA backward pass has no deterministic kernel, so the
+    same seed gave different CaffeNet images from run to run on a GPU; slices and additions have one."""
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        squares = nn.functional.pad(x * x, (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
+        total = squares[:, 0:c]
+        for i in range(1, self.size):
+            total = total + squares[:, i:i + c]
+        return x / (self.k + self.alpha / self.size * total).pow(self.beta)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+def _lrn() -> CrossChannelLRN:
+    return CrossChannelLRN(LRN["size"], alpha=LRN["alpha"], beta=LRN["beta"], k=LRN["k"])
 
 
 class CaffeNet(nn.Module):
