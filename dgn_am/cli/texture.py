@@ -179,10 +179,57 @@ def cmd_texture(args) -> int:
     return 0
 
 
+def _style_network(args) -> int:
+    """`style --network FILE`: every --content image through the trained stylizer in one forward pass, with Gatys'
+    losses (the network's own loss settings) when the style image is at hand."""
+    import time
+    from pathlib import Path
+
+    from dgn_am.fast_style import TransferLoss, TransferLossConfig, load_stylizer, stylize
+    from dgn_am.outdir import OutputFolder
+
+    net, meta = load_stylizer(args.network, device=args.device)
+    model = load_target(args)
+    contents = torch.cat([_image(path, model) for path in args.content])
+    started = time.perf_counter()
+    images = stylize(net, contents)
+    seconds = time.perf_counter() - started
+    style_path = args.style or meta.get("style")
+    settings = {k: getattr(args, k) for k in ("command", "model", "weights", "device", "content", "style", "network")}
+    record = {"settings": {**settings, "network_meta": meta}, "seconds": seconds, "images": []}
+    losses = None
+    if style_path and Path(style_path).is_file():
+        loss = TransferLoss(model, _image(style_path, model), TransferLossConfig(**{
+            **meta["loss"], "style_layers": tuple(meta["loss"]["style_layers"])}))
+        with torch.no_grad():
+            losses = {f"{k}_loss": v.tolist() for k, v in loss(images, contents).items()}
+        record["style_image"] = style_path
+    scale = view_scale(model.input_spec.size)
+    with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
+        for i, (path, image) in enumerate(zip(args.content, images.cpu())):
+            name = f"style_{i}.png"
+            save_image(image, folder.file(name), scale=scale)
+            record["images"].append({"content": path, "path": name, **({k: v[i] for k, v in losses.items()}
+                                                                        if losses else {})})
+        save_labelled_grid(make_grid(torch.cat([contents.cpu(), images.cpu()]), rows=2), ["content", "stylized"],
+                           folder.file("grid.png"), rows=2, scale=scale)
+        write_json(folder.file("style.json"), record)
+    if not args.quiet:
+        print(f"stylized {len(images)} images in {seconds:.3f} s with {args.network}; wrote them to {args.out}")
+    return 0
+
+
 def cmd_style(args) -> int:
     from dgn_am.texture import part_losses, style_parts
 
     _check(args)
+    if args.network:
+        return _style_network(args)
+    if args.style is None:
+        raise UsageError("style needs --style IMAGE (or --network FILE, a stylizer from dgn-am train-stylizer)")
+    if len(args.content) != 1:
+        raise UsageError(f"--content takes one image without --network, got {len(args.content)}")
+    args.content = args.content[0]
     model = load_target(args)
     content, style = _image(args.content, model), _image(args.style, model)
     parts = style_parts(model, content, style, args.content_layer, args.style_layers)
@@ -246,8 +293,11 @@ def add_commands(sub) -> None:
                        description="Minimize content_weight * content loss (at --content-layer) + style_weight * "
                                    "Gram loss of --style (at --style-layers).")
     _common(p, 0.01, 1)
-    p.add_argument("--content", required=True, help="content image file")
-    p.add_argument("--style", required=True, help="style image file")
+    p.add_argument("--content", required=True, nargs="+", help="content image file (several with --network)")
+    p.add_argument("--style", default=None, help="style image file (with --network: only to report the losses; "
+                   "default: the one the network was trained on, if it is there)")
+    p.add_argument("--network", default=None, help="a stylizer file from dgn-am train-stylizer: one forward pass "
+                   "per image instead of --steps of optimization (Johnson et al. 2016)")
     p.add_argument("--content-layer", default="conv4", help="layer whose features are kept (default: %(default)s)")
     p.add_argument("--style-layers", nargs="+", default=["conv1", "conv2", "conv3"],
                    help="layers whose Gram matrices are matched (default: %(default)s)")
