@@ -64,11 +64,12 @@ def _write(args, model, shown: list, result, seeds: list, record: dict) -> None:
     """One PNG per seed, grid.png (the given images, then one column per seed) and COMMAND.json."""
     from dgn_am.outdir import OutputFolder
 
-    scale = view_scale(model.input_spec.size)
     images = result.images.cpu()
+    scale = view_scale(tuple(images.shape[-2:]))
     record["images"] = []
     with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
-        for seed, image, value in zip(seeds, images, result.activations.tolist()):
+        values = result.activations.tolist() if result.activations is not None else [None] * len(seeds)
+        for seed, image, value in zip(seeds, images, values):
             name = f"{args.command}_s{seed}.png"
             save_image(image, folder.file(name), scale=scale)
             record["images"].append({"seed": seed, "path": name, "objective": value})
@@ -79,7 +80,7 @@ def _write(args, model, shown: list, result, seeds: list, record: dict) -> None:
 
 
 def _settings(args) -> dict:
-    keys = ("command", "model", "weights", "device", "parameterization", "prior", "seeds", "first_seed", "steps",
+    keys = ("command", "method", "model", "weights", "device", "parameterization", "prior", "seeds", "first_seed", "steps",
             "lr", "image", "layers", "weights_per_layer", "content", "style", "content_layer", "style_layers",
             "content_weight", "style_weight", "init")
     out = {k: getattr(args, k) for k in keys if hasattr(args, k)}
@@ -88,13 +89,83 @@ def _settings(args) -> dict:
     return out
 
 
+def _check_sampling(args) -> None:
+    """--size, --window and --tolerance belong to --method scanline and hold their bounds."""
+    from dgn_am.texture_sampling import MAX_SIDE
+
+    if args.method != "scanline":
+        given = [f for f in ("size", "window", "tolerance") if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"--{' --'.join(given)} only apply to --method scanline (Gatys' textures have the "
+                             "model's input size)")
+        return
+    if args.parameterization != "pixels":
+        raise UsageError("--method scanline copies pixels from the example; it takes no --parameterization code")
+    for side in args.size or []:
+        bounded_int(side, "--size", 1, MAX_SIDE)
+    if args.size is not None and len(args.size) > 2:
+        raise UsageError(f"--size takes H or H W, got {len(args.size)} numbers")
+    window = 5 if args.window is None else args.window
+    if window < 3 or window % 2 == 0 or window > 31:
+        raise UsageError(f"--window must be an odd number from 3 to 31, got {window}")
+    if args.tolerance is not None and not args.tolerance >= 0:
+        raise UsageError(f"--tolerance must be >= 0, got {args.tolerance}")
+
+
+def _scanline(args, model, example: torch.Tensor, objective) -> tuple:
+    """The scanline textures (Result-like: images, activations = minus the style loss) and their seeds."""
+    from types import SimpleNamespace
+
+    from tqdm import tqdm
+
+    from dgn_am.texture import style_losses
+    from dgn_am.texture_sampling import scanline_texture
+
+    side = model.input_spec.size
+    size = tuple(args.size * 2 if len(args.size or []) == 1 else args.size or side)
+    window, tolerance = args.window or 5, args.tolerance or 0.0
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    images = []
+    with tqdm(total=len(seeds) * size[0], desc="texture", unit="row", disable=args.quiet) as bar:
+        for s in seeds:
+            images.append(scanline_texture(example[0], size, window, tolerance, s, lambda i, n: bar.update(1)))
+    images = torch.stack(images)
+    top, left = max(0, (size[0] - side[0]) // 2), max(0, (size[1] - side[1]) // 2)
+    scored = images[:, :, top:top + side[0], left:left + side[1]]  # the model's input size, for the style loss
+    losses = style_losses(model, scored.to(example.device), objective) if scored.shape[-2:] == side else None
+    value = torch.tensor([-v for v in losses["total"]]) if losses else None
+    return SimpleNamespace(images=images, activations=value), seeds, losses
+
+
+def _padded(example: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """example (1, C, h, w) padded with white (or cropped) to like's (H, W), for one grid row."""
+    h, w = like.shape[-2:]
+    x = example[..., :h, :w]
+    return torch.nn.functional.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]), value=1.0)
+
+
 def cmd_texture(args) -> int:
     from dgn_am.texture import style_losses, texture_objective
 
     _check(args)
+    _check_sampling(args)
     model = load_target(args)
     example = _image(args.image, model)
     objective = texture_objective(model, example, args.layers, args.weights_per_layer)
+    if args.method == "scanline":
+        result, seeds, losses = _scanline(args, model, example, objective)
+        unused = ("steps", "lr", "parameterization", "prior")
+        settings = {k: v for k, v in _settings(args).items() if k not in unused}
+        record = {"settings": {**settings, "size": list(result.images.shape[-2:]), "window": args.window or 5,
+                               "tolerance": args.tolerance or 0.0},
+                  "style_loss": losses, "style_loss_on": "the centre crop of the model's input size, when the "
+                  "texture is at least that large"}
+        _write(args, model, [("example", _padded(example.cpu(), result.images))], result, seeds, record)
+        if not args.quiet:
+            done = f"style loss {sum(losses['total']) / len(seeds):.3g}" if losses else "no style loss: smaller " \
+                "than the model's input"
+            print(f"wrote {len(seeds)} scanline textures to {args.out} ({done})")
+        return 0
     param, _ = _param(args, model, None)
     torch.manual_seed(0)  # nothing should draw from the global RNG; this makes a stray draw repeat
     result, seeds = _run(args, model, objective, param)
@@ -108,10 +179,57 @@ def cmd_texture(args) -> int:
     return 0
 
 
+def _style_network(args) -> int:
+    """`style --network FILE`: every --content image through the trained stylizer in one forward pass, with Gatys'
+    losses (the network's own loss settings) when the style image is at hand."""
+    import time
+    from pathlib import Path
+
+    from dgn_am.fast_style import TransferLoss, TransferLossConfig, load_stylizer, stylize
+    from dgn_am.outdir import OutputFolder
+
+    net, meta = load_stylizer(args.network, device=args.device)
+    model = load_target(args)
+    contents = torch.cat([_image(path, model) for path in args.content])
+    started = time.perf_counter()
+    images = stylize(net, contents)
+    seconds = time.perf_counter() - started
+    style_path = args.style or meta.get("style")
+    settings = {k: getattr(args, k) for k in ("command", "model", "weights", "device", "content", "style", "network")}
+    record = {"settings": {**settings, "network_meta": meta}, "seconds": seconds, "images": []}
+    losses = None
+    if style_path and Path(style_path).is_file():
+        loss = TransferLoss(model, _image(style_path, model), TransferLossConfig(**{
+            **meta["loss"], "style_layers": tuple(meta["loss"]["style_layers"])}))
+        with torch.no_grad():
+            losses = {f"{k}_loss": v.tolist() for k, v in loss(images, contents).items()}
+        record["style_image"] = style_path
+    scale = view_scale(model.input_spec.size)
+    with OutputFolder(args.out, overwrite=args.overwrite, manifest=None) as folder:
+        for i, (path, image) in enumerate(zip(args.content, images.cpu())):
+            name = f"style_{i}.png"
+            save_image(image, folder.file(name), scale=scale)
+            record["images"].append({"content": path, "path": name, **({k: v[i] for k, v in losses.items()}
+                                                                        if losses else {})})
+        save_labelled_grid(make_grid(torch.cat([contents.cpu(), images.cpu()]), rows=2), ["content", "stylized"],
+                           folder.file("grid.png"), rows=2, scale=scale)
+        write_json(folder.file("style.json"), record)
+    if not args.quiet:
+        print(f"stylized {len(images)} images in {seconds:.3f} s with {args.network}; wrote them to {args.out}")
+    return 0
+
+
 def cmd_style(args) -> int:
     from dgn_am.texture import part_losses, style_parts
 
     _check(args)
+    if args.network:
+        return _style_network(args)
+    if args.style is None:
+        raise UsageError("style needs --style IMAGE (or --network FILE, a stylizer from dgn-am train-stylizer)")
+    if len(args.content) != 1:
+        raise UsageError(f"--content takes one image without --network, got {len(args.content)}")
+    args.content = args.content[0]
     model = load_target(args)
     content, style = _image(args.content, model), _image(args.style, model)
     parts = style_parts(model, content, style, args.content_layer, args.style_layers)
@@ -149,10 +267,22 @@ def _common(p: argparse.ArgumentParser, lr: float, seeds: int) -> None:
 
 def add_commands(sub) -> None:
     """Add `texture` and `style` to the dgn-am subcommands."""
-    p = sub.add_parser("texture", help="synthesize textures that match an example's Gram matrices (Gatys et al.)",
+    p = sub.add_parser("texture", help="synthesize textures that match an example's Gram matrices (Gatys et al.), "
+                       "or grow them pixel by pixel from the example (scanline)",
                        description="Texture synthesis: match the Gram matrices of an example image at chosen layers "
-                                   "of the target, from white noise (pixels) or from random real-like codes (code).")
+                                   "of the target, from white noise (pixels) or from random real-like codes (code); "
+                                   "or, with --method scanline, grow the texture one pixel at a time in scanline "
+                                   "order, copying the example pixel whose causal neighbourhood matches best (no "
+                                   "network; the Gram loss at --layers is reported for comparison).")
     _common(p, 0.03, 3)
+    p.add_argument("--method", choices=("gatys", "scanline"), default="gatys",
+                   help="gatys: Gram matrices, optimized; scanline: non-parametric sampling (default: %(default)s)")
+    p.add_argument("--size", nargs="+", type=int, default=None, metavar="H [W]",
+                   help="scanline: texture size (default: the model's input size)")
+    p.add_argument("--window", type=int, default=None, help="scanline: neighbourhood side, odd (default: 5)")
+    p.add_argument("--tolerance", type=finite_float, default=None,
+                   help="scanline: 0 copies the nearest match; e.g. 0.1 draws among matches within 1.1x the best "
+                        "distance, as Efros & Leung (default: 0)")
     p.add_argument("--image", required=True, help="the example image file")
     p.add_argument("--layers", nargs="+", default=["conv1", "conv2", "conv3"],
                    help="layers whose Gram matrices are matched (spatial layers; default: %(default)s)")
@@ -163,8 +293,11 @@ def add_commands(sub) -> None:
                        description="Minimize content_weight * content loss (at --content-layer) + style_weight * "
                                    "Gram loss of --style (at --style-layers).")
     _common(p, 0.01, 1)
-    p.add_argument("--content", required=True, help="content image file")
-    p.add_argument("--style", required=True, help="style image file")
+    p.add_argument("--content", required=True, nargs="+", help="content image file (several with --network)")
+    p.add_argument("--style", default=None, help="style image file (with --network: only to report the losses; "
+                   "default: the one the network was trained on, if it is there)")
+    p.add_argument("--network", default=None, help="a stylizer file from dgn-am train-stylizer: one forward pass "
+                   "per image instead of --steps of optimization (Johnson et al. 2016)")
     p.add_argument("--content-layer", default="conv4", help="layer whose features are kept (default: %(default)s)")
     p.add_argument("--style-layers", nargs="+", default=["conv1", "conv2", "conv3"],
                    help="layers whose Gram matrices are matched (default: %(default)s)")

@@ -1,4 +1,4 @@
-"""`dgn-am train-classifier` and `dgn-am train-prior`: hand the rest of the command line to the training side.
+"""`dgn-am train-classifier`, `dgn-am train-prior` and `dgn-am train-stylizer`: hand the rest of the command line to the training side.
 
 The training side (`training/`, Lightning) is an optional extra: it is imported only here, only when one of these
 commands runs, so `import dgn_am` and every other command work without Lightning installed."""
@@ -11,7 +11,8 @@ from dgn_am.errors import UsageError
 
 # command -> (module, function): each takes the arguments after the command name
 TRAINING_COMMANDS = {"train-classifier": ("training.classifier", "main"),
-                     "train-prior": ("training.train_prior", "main")}
+                     "train-prior": ("training.train_prior", "main"),
+                     "train-stylizer": ("training.stylizer", "main")}
 TRAINING_PACKAGES = ("lightning", "jsonargparse", "tensorboard")  # the [train] extra
 
 
@@ -38,3 +39,5 @@ def add_commands(sub) -> None:
     sub.add_parser("train-classifier", help="train a target classifier (see: dgn-am train-classifier --help)",
                    add_help=False)
     sub.add_parser("train-prior", help="train a generator prior (see: dgn-am train-prior --help)", add_help=False)
+    sub.add_parser("train-stylizer", help="train a fast style-transfer network for one style image (see: dgn-am "
+                   "train-stylizer --help)", add_help=False)

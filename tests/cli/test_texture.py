@@ -56,3 +56,29 @@ def test_texture_rejects_a_layer_without_positions(tmp_path, images, capsys):
     assert "spatial layer" in capsys.readouterr().err and not out.exists()
     assert main(["style", "--weights", "random", "--content", images[0], "--style", images[1], "--content-weight",
                  "-1", "--out", str(out)]) == 2
+
+
+def test_scanline_texture_larger_than_the_model(tmp_path, images):
+    out = tmp_path / "scan"
+    assert main(["texture", "--method", "scanline", "--weights", "random", "--image", images[0], "--size", "40",
+                 "--window", "3", "--tolerance", "0.1", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    record = json.loads((out / "texture.json").read_text())
+    s = record["settings"]
+    assert (s["method"], s["size"], s["window"], s["tolerance"]) == ("scanline", [40, 40], 3, 0.1)
+    assert "steps" not in s and "lr" not in s
+    assert len(record["style_loss"]["total"]) == 2 and all(v > 0 for v in record["style_loss"]["total"])
+    assert Image.open(out / "texture_s0.png").size == (80, 80)  # enlarged 2x: at least 112 pixels
+    again = tmp_path / "again"
+    main(["texture", "--method", "scanline", "--weights", "random", "--image", images[0], "--size", "40",
+          "--window", "3", "--tolerance", "0.1", "--seeds", "2", "--out", str(again), "--quiet"])
+    assert (again / "texture_s1.png").read_bytes() == (out / "texture_s1.png").read_bytes()
+
+
+def test_scanline_flags_are_checked_before_anything_is_written(tmp_path, images, capsys):
+    out = tmp_path / "bad"
+    for extra in (["--size", "40"], ["--method", "scanline", "--window", "4"],
+                  ["--method", "scanline", "--tolerance", "-0.5"], ["--method", "scanline", "--size", "0"],
+                  ["--method", "scanline", "--parameterization", "code"]):
+        assert main(["texture", "--weights", "random", "--image", images[0], "--out", str(out), *extra]) == 2
+        assert not out.exists()
+    assert "only apply to --method scanline" in capsys.readouterr().err

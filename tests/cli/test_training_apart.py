@@ -37,7 +37,7 @@ def test_import_and_synthesize_do_not_import_lightning_or_the_web_stack(tmp_path
     assert (out / "manifest.jsonl").is_file()
 
 
-@pytest.mark.parametrize("command", ["train-classifier", "train-prior"])
+@pytest.mark.parametrize("command", ["train-classifier", "train-prior", "train-stylizer"])
 def test_training_command_without_lightning_says_how_to_install(command, monkeypatch, capsys):
     for name in [m for m in sys.modules if m == "lightning" or m.startswith(("lightning.", "training."))]:
         monkeypatch.delitem(sys.modules, name)
