@@ -242,8 +242,8 @@ def unit_invariance(model: nn.Module, target, point: torch.Tensor, config: Invar
                       "invariances are undefined; use smooth=softplus:BETA (--smooth softplus:10) or a curved "
                       "objective such as logprob:LAYER:INDEX", FlatHessianWarning, stacklevel=2)
     vectors = curvature.vectors.to(x)
-    ts = torch.linspace(-1, 1, config.points, dtype=torch.float64) * config.radius * float(x.norm())
-    ts = ts.to(x)
+    half = config.points // 2
+    ts = (torch.arange(config.points, dtype=torch.float64) - half).to(x) / half * config.radius * float(x.norm())
     slopes = vectors @ curvature.gradient.to(x)
     quadratic = curvature.value + slopes[:, None] * ts + 0.5 * curvature.values.to(x)[:, None] * ts ** 2
     pts = x[None, None] + ts[None, :, None] * vectors[:, None]  # (m, P, n)
