@@ -201,6 +201,29 @@ def _paths(f: Callable, x: torch.Tensor, vectors: torch.Tensor, ts: torch.Tensor
         return f(pts.reshape(-1, x.numel())).reshape(len(vectors), len(ts))
 
 
+def _functions(model: nn.Module, target, config: InvarianceConfig, prior) -> tuple:
+    """(f, f_hessian, decode, device) in float64 on copies of the networks: f the target's objective on the network,
+    f_hessian on the surrogate (f itself without smoothing), decode h -> image in code space (else None)."""
+    spec = model.input_spec
+    shape = (spec.channels, *spec.size)
+    exact_model = copy.deepcopy(model).double().eval()
+    decode = decode_smooth = gen = None
+    if prior is not None:
+        gen = copy.deepcopy(prior.generator).double().eval()
+        decode = decode_smooth = _decoder(gen, spec)
+    f = _scorer(exact_model, target, shape, decode)
+    if config.smooth is None:
+        return f, f, decode, next(exact_model.parameters()).device
+    surrogate, count = smoothed(exact_model, config.smooth)
+    if gen is not None:
+        gen_smooth, count_gen = smoothed(gen, config.smooth)
+        decode_smooth, count = _decoder(gen_smooth, spec), count + count_gen
+    if count == 0:
+        raise ValueError("smooth: the networks have no nn.ReLU or nn.LeakyReLU module to replace (a functional "
+                         "relu cannot be swapped); drop smooth, or use a curved objective such as logprob")
+    return f, _scorer(surrogate, target, shape, decode_smooth), decode, next(exact_model.parameters()).device
+
+
 def unit_invariance(model: nn.Module, target, point: torch.Tensor, config: InvarianceConfig = InvarianceConfig(),
                     prior=None, seed: int = 0, progress: Callable[[int], None] | None = None) -> Invariance:
     """The Hessian eigenpairs of `target` (a Unit, or an ObjectiveTarget such as logprob:fc8:3) at `point`.
@@ -209,28 +232,9 @@ def unit_invariance(model: nn.Module, target, point: torch.Tensor, config: Invar
     `prior` (space "code": the image is the prior's G(h) clamped to [0, 1]). The analysis runs in float64 on copies
     of the networks (smoothed when config.smooth). Issues a FlatHessianWarning when the Hessian is exactly zero."""
     start = time.perf_counter()
-    space = "pixels" if prior is None else "code"
-    spec = model.input_spec
-    exact_model = copy.deepcopy(model).double().eval()
-    decode = decode_exact = None
-    if prior is not None:
-        gen = copy.deepcopy(prior.generator).double().eval()
-        decode_exact = _decoder(gen, spec)
-    surrogate = None
-    if config.smooth is not None:
-        surrogate, count = smoothed(exact_model, config.smooth)
-        if prior is not None:
-            gen_s, count_gen = smoothed(gen, config.smooth)
-            decode = _decoder(gen_s, spec)
-            count += count_gen
-        if count == 0:
-            raise ValueError("smooth: the networks have no nn.ReLU or nn.LeakyReLU module to replace (a functional "
-                             "relu cannot be swapped); drop smooth, or use a curved objective such as logprob")
-    decode = decode if decode is not None else decode_exact
-    shape = (spec.channels, *spec.size)
-    x = point.detach().to(dtype=torch.float64, device=next(exact_model.parameters()).device).flatten()
-    f_exact = _scorer(exact_model, target, shape, decode_exact)
-    f_hess = f_exact if surrogate is None else _scorer(surrogate, target, shape, decode)
+    shape = (model.input_spec.channels, *model.input_spec.size)
+    f_exact, f_hess, decode_exact, device = _functions(model, target, config, prior)
+    x = point.detach().to(dtype=torch.float64, device=device).flatten()
     curvature = eigenpairs(f_hess, x, config.k, config.solver, seed, config.tol, progress)
     verify_error = None
     if config.verify:
@@ -256,10 +260,10 @@ def unit_invariance(model: nn.Module, target, point: torch.Tensor, config: Invar
         directions = _as_image(torch.autograd.functional.jvp(decode_exact, x[None].expand(len(vectors), -1),
                                                              vectors)[1])
     return Invariance(
-        target=str(target), space=space, curvature=curvature, value=value,
-        value_surrogate=None if surrogate is None else curvature.value, slopes=slopes.cpu(), ts=ts.cpu(),
+        target=str(target), space="pixels" if prior is None else "code", curvature=curvature, value=value,
+        value_surrogate=None if config.smooth is None else curvature.value, slopes=slopes.cpu(), ts=ts.cpu(),
         path=_paths(f_exact, x, vectors, ts).cpu(),
-        path_surrogate=None if surrogate is None else _paths(f_hess, x, vectors, ts).cpu(),
+        path_surrogate=None if config.smooth is None else _paths(f_hess, x, vectors, ts).cpu(),
         quadratic=quadratic.cpu(), images=images.reshape(len(vectors), len(ts), *shape).clamp(0, 1).float().cpu(),
         directions=directions.float().cpu(), verify_error=verify_error, seconds=time.perf_counter() - start)
 
