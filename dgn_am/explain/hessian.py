@@ -33,7 +33,8 @@ class Curvature:
     values (m,): eigenvalues, descending (the k largest, then the k smallest; m = 2k, or n when 2k > n);
     vectors (m, n): unit eigenvectors, row i for values[i], each signed so that gradient . v >= 0;
     gradient (n,): df/dx at x; value: f(x); products: Hessian-vector products used; flat: H x v was exactly 0 for
-    every probe, so H = 0 here (values are 0 and vectors are arbitrary directions orthogonal to the gradient)."""
+    every probe, so H = 0 here (values are 0 and vectors are arbitrary directions orthogonal to the gradient);
+    spectrum (n,): every eigenvalue, descending (solver "full" only, else None)."""
 
     value: float
     gradient: torch.Tensor
@@ -42,6 +43,7 @@ class Curvature:
     solver: str
     products: int
     flat: bool = False
+    spectrum: torch.Tensor | None = None
 
 
 class HessianOperator:
@@ -141,12 +143,13 @@ def _lobpcg(op: HessianOperator, k: int, seed: int, tol: float) -> tuple[np.ndar
     return np.concatenate(values), np.concatenate(vectors, axis=1)
 
 
-def _full(f: Callable, op: HessianOperator, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _full(f: Callable, op: HessianOperator, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the 2k extreme eigenvalues, their eigenvectors (n, 2k), every eigenvalue ascending)."""
     w, v = np.linalg.eigh(full_hessian(f, op.x).double().cpu().numpy())
     if 2 * k >= len(w):
-        return w, v
+        return w, v, w
     keep = np.r_[0:k, len(w) - k:len(w)]
-    return w[keep], v[:, keep]
+    return w[keep], v[:, keep], w
 
 
 def _signed(vectors: np.ndarray, gradient: np.ndarray) -> np.ndarray:
@@ -183,14 +186,16 @@ def eigenpairs(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, k: i
         vectors = _flat_directions(grad, m, seed)
         return Curvature(op.value, op.gradient, torch.zeros(m, dtype=torch.float64),
                          torch.from_numpy(vectors.T.copy()), solver, op.products, flat=True)
+    spectrum = None
     if solver == "lanczos":
         w, v = _lanczos(op, k, seed, tol)
     elif solver == "lobpcg":
         w, v = _lobpcg(op, k, seed, tol)
     else:
-        w, v = _full(f, op, k)
+        w, v, every = _full(f, op, k)
+        spectrum = torch.from_numpy(every[::-1].copy())
     order = np.argsort(-w, kind="stable")
     w, v = w[order], _signed(v[:, order], grad)
     flat = solver == "full" and not np.any(w)
     return Curvature(op.value, op.gradient, torch.from_numpy(w.copy()), torch.from_numpy(v.T.copy()), solver,
-                     op.products, flat=flat)
+                     op.products, flat=flat, spectrum=spectrum)

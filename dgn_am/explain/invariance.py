@@ -161,7 +161,20 @@ class Invariance:
                 "solver": c.solver, "hessian_vector_products": c.products, "ts": self.ts.tolist(),
                 "path": self.path.tolist(), "path_surrogate": tolist(self.path_surrogate),
                 "quadratic": self.quadratic.tolist(), "verify_max_eigenvalue_error": self.verify_error,
-                "seconds": self.seconds}
+                "seconds": self.seconds, **_spectrum_summary(c.spectrum)}
+
+
+NEAR_ZERO = 1e-3  # an eigenvalue is "near zero" when |lambda| <= NEAR_ZERO * max |lambda|
+
+
+def _spectrum_summary(spectrum: torch.Tensor | None) -> dict:
+    """With the whole spectrum (solver full): it, and how many eigenvalues are near zero (the unit's second-order
+    invariances: with a near-zero slope too, the activation does not change along them)."""
+    if spectrum is None:
+        return {}
+    peak = float(spectrum.abs().max())
+    near = int((spectrum.abs() <= NEAR_ZERO * peak).sum()) if peak > 0 else len(spectrum)
+    return {"spectrum": spectrum.tolist(), "near_zero_eigenvalues": near, "near_zero_threshold": NEAR_ZERO * peak}
 
 
 def _decoder(generator: nn.Module, spec) -> Callable[[torch.Tensor], torch.Tensor]:

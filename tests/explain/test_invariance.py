@@ -188,3 +188,14 @@ def test_code_space_hessian_matches_the_full_one_and_renders_the_paths():
     np.testing.assert_allclose(r.curvature.values.numpy(), np.r_[w[::-1][:2], w[::-1][-2:]], rtol=1e-6, atol=1e-10)
     assert r.space == "code" and r.images.shape == (4, 5, 1, 28, 28) and r.directions.shape == (4, 1, 28, 28)
     assert r.path[:, 2].sub(r.value).abs().max() < 1e-9
+
+
+def test_full_solver_reports_the_whole_spectrum_and_its_near_zero_count():
+    a = torch.diag(torch.tensor([3.0, 1.0, 1e-5, 0.0, -2.0], dtype=torch.float64))  # Hessian 2A: 6, 2, 2e-5, 0, -4
+    curv = eigenpairs(lambda x: x @ a @ x, torch.ones(5, dtype=torch.float64), k=1, solver="full")
+    np.testing.assert_allclose(curv.spectrum.numpy(), [6.0, 2.0, 2e-5, 0.0, -4.0], atol=1e-12)
+    np.testing.assert_allclose(curv.values.numpy(), [6.0, -4.0], atol=1e-12)
+    from dgn_am.explain.invariance import _spectrum_summary
+    summary = _spectrum_summary(curv.spectrum)
+    assert summary["near_zero_eigenvalues"] == 2 and summary["near_zero_threshold"] == pytest.approx(6e-3)
+    assert eigenpairs(lambda x: x @ a @ x, torch.ones(5, dtype=torch.float64), k=1, solver="lanczos").spectrum is None
