@@ -3,8 +3,8 @@
     python scripts/invariance_table.py out/invariance/pixels-softplus10 out/invariance/code-softplus10 ...
 
 One row per folder and target: the objective at the point, |gradient|, the largest and the smallest eigenvalue,
-the activation change on the network (and on the surrogate, when smoothed) at t = -r and +r along the top and the
-bottom direction, the near-zero eigenvalues (solver full), Hessian-vector products and seconds.
+the activation change at t = -r and +r along the top and the bottom direction on the network, on the surrogate (when
+smoothed) and as the quadratic model f + t g.v + t^2 lambda / 2 predicts it, the near-zero eigenvalues (solver full), Hessian-vector products and seconds.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ def rows(folder: Path) -> list[str]:
         def change(j: int, p: list) -> str:
             return f"{p[j][0] - p[j][mid]:+.2f} / {p[j][-1] - p[j][mid]:+.2f}"
 
-        surrogate = t["path_surrogate"]
-        top = change(0, path) + (f" ({change(0, surrogate)})" if surrogate else "")
-        bottom = change(len(values) - 1, path) + (f" ({change(len(values) - 1, surrogate)})" if surrogate else "")
+        def cell(j: int) -> str:
+            surrogate = f"; {change(j, t['path_surrogate'])}" if t["path_surrogate"] else ""
+            return f"{change(j, path)}{surrogate}; {change(j, t['quadratic'])}"
+
+        top, bottom = cell(0), cell(len(values) - 1)
         near = t.get("near_zero_eigenvalues")
         near = "" if near is None else f"{near} / {len(t['spectrum'])}"
         out.append(f"| {folder.name} | {t['target']} | {t['value']:.2f} | {t['gradient_norm']:.3g} | "
@@ -38,8 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="--out folders of dgn-am invariance")
     args = parser.parse_args()
-    print("| run | target | value | \\|g\\| | lambda max | lambda min | change at -r / +r, top (surrogate) | "
-          "change at -r / +r, bottom (surrogate) | near-zero | products | s |")
+    print("| run | target | value | \\|g\\| | lambda max | lambda min | change at -r / +r along top: net; surrogate; "
+          "quadratic | the same along bottom | near-zero | products | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
         print("\n".join(rows(folder)))

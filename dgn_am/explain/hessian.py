@@ -146,6 +146,7 @@ def _lobpcg(op: HessianOperator, k: int, seed: int, tol: float) -> tuple[np.ndar
 def _full(f: Callable, op: HessianOperator, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the 2k extreme eigenvalues, their eigenvectors (n, 2k), every eigenvalue ascending)."""
     w, v = np.linalg.eigh(full_hessian(f, op.x).double().cpu().numpy())
+    op.products += op.n  # forming H is one product per column
     if 2 * k >= len(w):
         return w, v, w
     keep = np.r_[0:k, len(w) - k:len(w)]

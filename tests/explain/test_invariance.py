@@ -3,6 +3,7 @@ agreement of the iterative solvers with the full Hessian, the zero Hessian of a 
 
 from __future__ import annotations
 
+import copy
 import warnings
 from types import SimpleNamespace
 
@@ -199,3 +200,22 @@ def test_full_solver_reports_the_whole_spectrum_and_its_near_zero_count():
     summary = _spectrum_summary(curv.spectrum)
     assert summary["near_zero_eigenvalues"] == 2 and summary["near_zero_threshold"] == pytest.approx(6e-3)
     assert eigenpairs(lambda x: x @ a @ x, torch.ones(5, dtype=torch.float64), k=1, solver="lanczos").spectrum is None
+
+
+@pytest.mark.parametrize("solver", ["lanczos", "full"])
+def test_logprob_on_a_relu_net_has_the_gauss_newton_hessian(solver):
+    """Where a network is piecewise linear, log softmax(z(x))_c has the Hessian -J'(diag p - p p')J (z's Jacobian J):
+    negative semidefinite, of rank <= classes - 1. Computed here independently from J and p."""
+    from dgn_am.objective_expr import ObjectiveTarget
+
+    model = _relu_net()
+    x = torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(4))
+    net = copy.deepcopy(model).double().requires_grad_(False)
+    z = lambda v: net(v.view(1, 1, 28, 28))[0]  # noqa: E731 - the logits (3,)
+    x64 = x.double().flatten()
+    jac = torch.autograd.functional.jacobian(z, x64)  # (3, 784)
+    p = torch.softmax(z(x64), 0)
+    w = np.linalg.eigvalsh((-jac.T @ (torch.diag(p) - torch.outer(p, p)) @ jac).numpy())
+    r = unit_invariance(model, ObjectiveTarget("logprob:fc8:1"), x, InvarianceConfig(k=2, solver=solver))
+    np.testing.assert_allclose(r.curvature.values.numpy(), np.r_[w[::-1][:2], w[::-1][-2:]], rtol=1e-6, atol=1e-9)
+    assert r.curvature.values[-1] < -1e-3 and abs(float(r.curvature.values[0])) < 1e-9  # top: 0 (rank <= 2 of 784)
