@@ -17,6 +17,7 @@ One module per command group, all sharing `common`; none imports another:
     import_caffe   dgn-am import-caffe
     serve          dgn-am serve (the browser toolbox in dgn_am/app; its web stack is imported only when it runs)
     search         dgn-am search (gradient-free search over a prior's code)
+    invariance     dgn-am invariance (Hessian eigenpairs of a unit: its invariances)
 
 Besides `common`, `chunks` holds synthesize's running part (chunks, the part folder, merging the ranks' parts).
 """
@@ -26,8 +27,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invert, listing,
-                        search, serve, stats, synthesize, texture, train)
+from dgn_am.cli import (benchmark, dataset_views, dream, explain, facets, fooling, import_caffe, invariance, invert,
+                        listing, search, serve, stats, synthesize, texture, train)
 from dgn_am.errors import ArgumentParser, report
 
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "line for a traceback.")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (synthesize, listing, stats, train, explain, dataset_views, benchmark, invert, dream, texture, fooling,
-                  facets, import_caffe, serve, search):
+                  facets, import_caffe, serve, search, invariance):
         group.add_commands(sub)
     return parser
 
