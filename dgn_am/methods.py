@@ -35,7 +35,6 @@ class Method:
     step_rule: StepRule = StepRule()  # update rule and learning-rate schedule
     penalties: tuple = ()  # subtracted from the objective (penalties.py)
     operators: tuple = ()  # applied to p after every step (operators.py)
-    preconditioners: tuple = ()  # applied to the ascent direction before every step (preconditioners.py)
     transforms: tuple = ()  # applied to the image before the model sees it (transforms.py)
     samples: int = 1  # transformed copies scored per step, their mean maximized (needs transforms)
     options: tuple[tuple[str, Any], ...] = ()  # parameterization-specific settings, as (key, value) pairs
@@ -53,6 +52,9 @@ class Method:
     # what to maximize, as an expression (dgn_am.objective_expr): "" maximizes each item's unit; "+ 0.1 *
     # diversity:conv3" (a leading sign) is added to each unit's objective; "fc8:3 - 0.5 * fc8:5" replaces the units
     objective: str = ""
+    # applied in order to the ascent direction before every step (preconditioners.py); last, so positional use of
+    # the fields above is unchanged, and recorded in settings() only when not empty
+    preconditioners: tuple = ()
 
     def __post_init__(self) -> None:
         check_samples(self.samples, self.transforms, f"method {self.name}")
@@ -392,5 +394,5 @@ register_variant(
     "olah", "olah-lapnorm", "olah in pixel space, the gradient Laplacian-pyramid normalized (4 levels) before Adam",
     parameterization="pixels", preconditioners=(LaplacianNormalize(levels=4),))
 register_variant(
-    "yosinski", "yosinski-bilateral", "yosinski with a bilateral filter (0.5 px, range 0.3) every 4 instead of the blur",
+    "yosinski", "yosinski-bilateral", "yosinski with a bilateral filter (0.5 px, range 0.3) every 4, not the blur",
     operators=(Decay(rate=1e-3), BilateralBlur(width=0.5, range_sigma=0.3, every=4), NormClip(pct=20)))

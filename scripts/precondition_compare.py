@@ -65,7 +65,8 @@ def _sweep() -> None:
     model, judge = dgn_am.load_model("fmnist-caffenet"), Evaluator.from_spec("fmnist-resnet").model
     base, olah = get_method("yosinski"), get_method("olah-lapnorm")
     runs = {f"yosinski-bilateral range_sigma={r}": dataclasses.replace(base, operators=(
-        Decay(rate=1e-3), BilateralBlur(width=0.5, range_sigma=r, every=4), NormClip(pct=20))) for r in (0.1, 0.2, 0.3, 0.5)}
+        Decay(rate=1e-3), BilateralBlur(width=0.5, range_sigma=r, every=4), NormClip(pct=20)))
+        for r in (0.1, 0.2, 0.3, 0.5)}
     runs.update({f"olah-lapnorm levels={k}": dataclasses.replace(olah, preconditioners=(LaplacianNormalize(levels=k),))
                  for k in (3, 4, 5)})
     for label, method in runs.items():

@@ -110,8 +110,8 @@ def test_normalization_is_scale_free_per_item_and_keeps_zeros():
 def _one_sgd_step(preconditioners, w: torch.Tensor) -> torch.Tensor:
     model = linear_model(w)  # lin:k = sum(w[k] * x): the ascent direction is w[k], whatever x is
     param = PixelParam((1, 6, 6), centre=0.0, init="zeros", box=False)
-    result = maximize(model, UnitObjective([Unit("lin", 0, None)]), param, [0], steps=1, step_rule=StepRule("sgd", lr=0.5),
-                      preconditioners=preconditioners)
+    result = maximize(model, UnitObjective([Unit("lin", 0, None)]), param, [0], steps=1,
+                      step_rule=StepRule("sgd", lr=0.5), preconditioners=preconditioners)
     return result.params
 
 
