@@ -85,9 +85,9 @@ class Method:
         return out
 
     def rescaled(self, size: Sequence[int]) -> "Method":
-        """This method for images of `size` (H, W): every penalty, operator and transform with a `rescaled(factor)`
-        method gets factor = max(H, W) / reference_size (blur widths scale, pixel counts round half up, keeping at
-        least 1). Returns self when reference_size is None or the factor is 1."""
+        """This method for images of `size` (H, W): every penalty, operator, transform and preconditioner with a
+        `rescaled(factor)` method gets factor = max(H, W) / reference_size (blur widths scale, pixel counts round half
+        up, keeping at least 1). Returns self when reference_size is None or the factor is 1."""
         if self.reference_size is None or max(size) == self.reference_size:
             return self
         factor = max(size) / self.reference_size
