@@ -16,8 +16,10 @@ from typing import Any
 
 from dgn_am.steps import StepRule
 from dgn_am.methods import Method
-from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, Share, StopAt
+from dgn_am.operators import (Anchor, BilateralBlur, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip,
+                              Share, StopAt)
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
+from dgn_am.preconditioners import GradientBlur, LaplacianNormalize
 from dgn_am.transforms import Jitter, Noise, Pad, RandomCrop, RandomRotate, RandomScale
 
 # The one registry of piece names: kind -> short name -> class. The CLI's --penalty/--operator/--transform flags,
@@ -26,14 +28,17 @@ COMPONENTS: dict[str, dict[str, type]] = {
     "penalty": {"l2": L2Penalty, "alpha": AlphaNorm, "tv": TotalVariation},
     "operator": {"decay": Decay, "blur": GaussianBlur, "normclip": NormClip, "contribclip": ContributionClip,
                  "centrebias": CentreBias, "anchor": Anchor,
-                 "stopat": StopAt, "share": Share},
+                 "stopat": StopAt, "share": Share, "bilateral": BilateralBlur},
     "transform": {"pad": Pad, "jitter": Jitter, "scale": RandomScale, "rotate": RandomRotate, "crop": RandomCrop,
                   "noise": Noise},
+    "preconditioner": {"gradblur": GradientBlur, "lapnorm": LaplacianNormalize},
 }
-FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms"}  # Method field of each kind
+FIELD = {"penalty": "penalties", "operator": "operators", "transform": "transforms",  # Method field of each kind
+         "preconditioner": "preconditioners"}
 ROLE = {"penalty": "subtracted from the objective",  # what each kind does, for help texts
         "operator": "applied to p after each step",
-        "transform": "random image transforms"}
+        "transform": "random image transforms",
+        "preconditioner": "applied to the gradient before each step (pixels)"}
 
 
 def usage(kind: str) -> str:
@@ -105,7 +110,8 @@ def _lookup(kind: str, name: str, where: str) -> type:
 
 
 def parse_component(kind: str, spec: str) -> Any:
-    """'NAME' or 'NAME:key=value,key=value' -> the component; kind is penalty, operator or transform."""
+    """'NAME' or 'NAME:key=value,key=value' -> the component; kind is penalty, operator, transform or
+    preconditioner."""
     if kind not in COMPONENTS:
         raise ValueError(f"unknown component kind '{kind}'; use {', '.join(COMPONENTS)}")
     name, _, rest = spec.partition(":")

@@ -10,7 +10,9 @@ items go through the model in one forward pass per step. Each step:
                                                   copies of x and the score is their mean (an expectation over
                                                   transformations, Athalye et al. 2018), in one forward pass
   4. loss = -(score - penalties(x, p)).sum()      the one place the sign is flipped
-  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule (steps.py)
+  5. p += step_rule(-d loss / d p, lr_i)          lr_i from a constant or linear schedule (steps.py); the
+                                                  direction first goes through the preconditioners, if any
+                                                  (preconditioners.py: gradient blur, Laplacian normalization)
   6. param.project(p), then each operator(p)      e.g. clip codes to bounds, then decay; or blur, pixel clipping
 
 Two choices follow the reference loop (DGN-AM's act_max.py) when a method asks for them:
@@ -36,6 +38,7 @@ import torch
 from dgn_am.layers import device_and_dtype, run
 from dgn_am.objectives import Objective
 from dgn_am.parameterizations import Parameterization
+from dgn_am.preconditioners import precondition
 from dgn_am.reproducible import deterministic_on_model_device
 from dgn_am.steps import StepRule
 
@@ -44,6 +47,12 @@ class Penalty(Protocol):
     """A term to SUBTRACT from the objective: (image (B, C, H, W), p (B, ...)) -> (B,). Includes its weight."""
 
     def __call__(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor: ...
+
+
+class Preconditioner(Protocol):
+    """A change to the ascent direction before the step rule uses it: d (B, ...) -> d' (B, ...)."""
+
+    def __call__(self, d: torch.Tensor) -> torch.Tensor: ...
 
 
 class Transform(Protocol):
@@ -256,6 +265,14 @@ def _update(p: torch.Tensor, grad: torch.Tensor, lr: float, step: Callable, para
         p[halted] = keep[halted]
 
 
+def _preconditioned(step: Callable, preconditioners: Sequence[Preconditioner]) -> Callable:
+    """The step rule fed the preconditioned direction, step(p, precondition(d), lr); `step` itself when there are
+    none (so runs without preconditioners do exactly what they did before)."""
+    if not preconditioners:
+        return step
+    return lambda p, d, lr: step(p, precondition(d, preconditioners), lr)
+
+
 def _record(history: torch.Tensor, i: int, score: torch.Tensor, frozen: torch.Tensor,
             progress: Callable[[int, int, torch.Tensor], None] | None) -> None:
     """history[i] = this step's scores (B,), NaN for frozen items; then tell `progress`."""
@@ -297,11 +314,13 @@ def maximize(
     samples: int = 1,
     returns: str = "final",
     stop_at_zero_grad: bool = False,
+    preconditioners: Sequence[Preconditioner] = (),
 ) -> Result:
     """Maximize objective over param for len(seeds) items at once; see the module docstring for one step.
 
     samples: transformed copies of each image scored per step (their mean score is maximized); 1 without transforms.
     returns: "final" or "rendered"; stop_at_zero_grad: see the module docstring.
+    preconditioners: applied in order to the ascent direction before the step rule (StepContext.grad stays raw).
 
     progress(i, steps, score) is called after every step with the (B,) scores, e.g. to drive a progress bar.
     """
@@ -313,7 +332,7 @@ def maximize(
     p = param.init(seeds, device, dtype).requires_grad_(True)
     start = p.detach().clone()
     memo: dict = {}
-    step = step_rule.start(p)  # the rule object, e.g. Adam holding its optimizer's state
+    step = _preconditioned(step_rule.start(p), preconditioners)  # the rule object, e.g. Adam and its state
     history = torch.full((steps, len(seeds)), float("nan"))
     items = _Items.new(batch, p.device)
     for i in range(steps):

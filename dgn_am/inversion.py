@@ -114,7 +114,8 @@ def invert(model: torch.nn.Module, images: torch.Tensor, layer: str, mode: str =
         param = CodeParam(prior, spec, init=method.init, init_std=method.init_std)
     objective = FeatureMatch(reading(model, layer), target)
     result = maximize(model, objective, param, [seed + i for i in range(len(images))], method.steps,
-                      method.step_rule, method.penalties, method.operators, method.transforms, progress=progress)
+                      method.step_rule, method.penalties, method.operators, method.transforms, progress=progress,
+                      preconditioners=method.preconditioners)
     settings = {"mode": mode, "layer": layer, "reading": reading(model, layer), "method": method.settings(),
                 "parameterization": param.settings(), "seed": seed}
     return Inversion(result.images, feature_loss(model, result.images, target, layer), settings)

@@ -15,10 +15,12 @@ import torch
 from dgn_am.accentuation import keep_close
 from dgn_am.engine import Result, check_samples, maximize
 from dgn_am.layers import Unit, check_units
-from dgn_am.objective_expr import ObjectiveTarget, objective_for, parse_objective
-from dgn_am.operators import Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, StopAt
+from dgn_am.objective_expr import ObjectiveTarget, described, objective_for, parse_objective
+from dgn_am.operators import (Anchor, BilateralBlur, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip,
+                              StopAt)
 from dgn_am.parameterizations import build_parameterization
 from dgn_am.penalties import AlphaNorm, L2Penalty, TotalVariation
+from dgn_am.preconditioners import LaplacianNormalize
 from dgn_am.steps import StepRule
 from dgn_am.transforms import Jitter, Noise, Pad, RandomCrop, RandomRotate, RandomScale
 
@@ -50,6 +52,9 @@ class Method:
     # what to maximize, as an expression (dgn_am.objective_expr): "" maximizes each item's unit; "+ 0.1 *
     # diversity:conv3" (a leading sign) is added to each unit's objective; "fc8:3 - 0.5 * fc8:5" replaces the units
     objective: str = ""
+    # applied in order to the ascent direction before every step (preconditioners.py); last, so positional use of
+    # the fields above is unchanged, and recorded in settings() only when not empty
+    preconditioners: tuple = ()
 
     def __post_init__(self) -> None:
         check_samples(self.samples, self.transforms, f"method {self.name}")
@@ -74,12 +79,15 @@ class Method:
                 return f"tensor{tuple(obj.shape)}"
             return obj if isinstance(obj, (int, float, str, bool, type(None))) else repr(obj)
 
-        return describe(self)
+        out = describe(self)
+        if not self.preconditioners:  # recorded only when used: older manifests, configs and --resume still match
+            del out["preconditioners"]
+        return out
 
     def rescaled(self, size: Sequence[int]) -> "Method":
-        """This method for images of `size` (H, W): every penalty, operator and transform with a `rescaled(factor)`
-        method gets factor = max(H, W) / reference_size (blur widths scale, pixel counts round half up, keeping at
-        least 1). Returns self when reference_size is None or the factor is 1."""
+        """This method for images of `size` (H, W): every penalty, operator, transform and preconditioner with a
+        `rescaled(factor)` method gets factor = max(H, W) / reference_size (blur widths scale, pixel counts round half
+        up, keeping at least 1). Returns self when reference_size is None or the factor is 1."""
         if self.reference_size is None or max(size) == self.reference_size:
             return self
         factor = max(size) / self.reference_size
@@ -88,7 +96,8 @@ class Method:
             return tuple(c.rescaled(factor) if hasattr(c, "rescaled") else c for c in parts)
 
         return dataclasses.replace(self, penalties=scale(self.penalties), operators=scale(self.operators),
-                                   transforms=scale(self.transforms), reference_size=max(size))
+                                   transforms=scale(self.transforms), preconditioners=scale(self.preconditioners),
+                                   reference_size=max(size))
 
     def with_overrides(self, steps: int | None = None, lr: float | None = None) -> "Method":
         out = self
@@ -289,23 +298,13 @@ def synthesize(
     param = build_parameterization(method, model, items, prior)  # every item's start chosen inside
     result = maximize(model, objective, param, [s for _, s in items], method.steps, method.step_rule,
                       method.penalties, method.operators, method.transforms, progress=progress,
-                      samples=method.samples, returns=method.returns, stop_at_zero_grad=method.stop_at_zero_grad)
+                      samples=method.samples, returns=method.returns, stop_at_zero_grad=method.stop_at_zero_grad,
+                      preconditioners=method.preconditioners)
     result.settings = {"method": recorded.settings(), "parameterization": param.settings(),
-                       "rescaled_from": reference, "objective": _described(targets, extra)}
+                       "rescaled_from": reference, "objective": described(targets, extra)}
     if code_scale:
         result.settings["code_scale"] = code_scale
     return result, items
-
-
-def _described(targets: list, extra: str) -> dict:
-    """What was maximized, for the settings: {"units": True, "added": EXPR or None}, {"expression": EXPR}, or
-    {"interpolate": [A, B]} (each row's t is in its address)."""
-    first = targets[0]
-    if not isinstance(first, ObjectiveTarget):
-        return {"units": True, "added": extra or None}
-    if first.to is None:
-        return {"expression": first.expression}
-    return {"interpolate": [first.expression, first.to]}
 
 
 # ---- DGN-AM: optimize the code of a learned generator prior (Nguyen et al. 2016) ----
@@ -386,3 +385,14 @@ register_variant(
     "dgn-am-anchor", "dgn-am-stats",
     "dgn-am-anchor from random codes drawn from the code statistics (no bank, no real image), anchor 2.25%",
     init="stats", init_std=1.0, operators=(Anchor(weight=0.0225), Decay(rate=0.005)))
+
+
+# Preconditioning (Olah et al. 2017): gradient Laplacian-pyramid normalization in pixel space instead of the Fourier
+# parameterization, with olah's transforms and Adam; and Yosinski's r_theta with a bilateral filter, which keeps the
+# edges a Gaussian blur smears (docs/baselines.md, "Preconditioning and edge-preserving blur").
+register_variant(
+    "olah", "olah-lapnorm", "olah in pixel space, the gradient Laplacian-pyramid normalized (4 levels) before Adam",
+    parameterization="pixels", preconditioners=(LaplacianNormalize(levels=4),))
+register_variant(
+    "yosinski", "yosinski-bilateral", "yosinski with a bilateral filter (0.5 px, range 0.3) every 4, not the blur",
+    operators=(Decay(rate=1e-3), BilateralBlur(width=0.5, range_sigma=0.3, every=4), NormClip(pct=20)))

@@ -323,3 +323,14 @@ def objective_for(model: torch.nn.Module, targets: Sequence, extra: str = "") ->
     groups = [frames[t.t] for t in targets]  # diversity across the seeds of one frame
     built = [build_objective(e, len(targets), groups=groups) for e in exprs]
     return built[0] if len(built) == 1 else Interpolated(built[0], built[1], [t.t for t in targets])
+
+
+def described(targets: list, extra: str) -> dict:
+    """What was maximized, for the settings: {"units": True, "added": EXPR or None}, {"expression": EXPR}, or
+    {"interpolate": [A, B]} (each row's t is in its address)."""
+    first = targets[0]
+    if not isinstance(first, ObjectiveTarget):
+        return {"units": True, "added": extra or None}
+    if first.to is None:
+        return {"expression": first.expression}
+    return {"interpolate": [first.expression, first.to]}

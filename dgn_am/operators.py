@@ -3,6 +3,7 @@
 
 Order in Yosinski's toolbox, which a method reproduces by listing them in this order:
     p += lr * grad;  Decay;  GaussianBlur (every k steps);  NormClip;  ContributionClip.
+BilateralBlur is an edge-preserving alternative to GaussianBlur (the seed notes' suggestion).
 
 Except Decay, they act on image-shaped p (B, C, H, W): for PixelParam that is the mean-subtracted image
 x - centre, the space r_theta is defined in, so "zeroing" a pixel sets it to the centre (the mean colour); for
@@ -18,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from dgn_am.priors import require_bank
@@ -63,6 +65,34 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch
                          f"{x.shape[-2]}x{x.shape[-1]} image (mirrored borders need radius < side); use a width "
                          f"below {min(x.shape[-2:]) / truncate:.2g} px")
     return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [float(sigma), float(sigma)])
+
+
+def bilateral_filter(x: torch.Tensor, sigma: float, sigma_range: float, truncate: float = 4.0) -> torch.Tensor:
+    """Edge-preserving blur of each channel of x (B, C, H, W); same shape, dtype and device.
+
+    out[i] = sum_j w_ij x[j] / sum_j w_ij over the (2r + 1)^2 window around pixel i, r = int(truncate * sigma + 0.5),
+    w_ij = g_sigma(i - j) * exp(-(x[j] - x[i])^2 / (2 sigma_range^2)): gaussian_blur's spatial weights times a range
+    weight, so pixels across an edge (a value more than ~sigma_range away) barely count. Per item and channel; borders
+    mirrored as gaussian_blur, which it equals when sigma_range is huge. sigma <= 0 returns x unchanged. Memory:
+    (2r + 1)^2 copies of x (the unfolded windows).
+    """
+    if sigma_range <= 0:
+        raise ValueError(f"bilateral filter needs a range sigma > 0, got {sigma_range}")
+    r = int(truncate * sigma + 0.5) if sigma > 0 else 0
+    if r == 0:
+        return x
+    if r >= min(x.shape[-2:]):
+        raise ValueError(f"bilateral width {sigma} px gives a kernel radius of {r} px, too wide for a "
+                         f"{x.shape[-2]}x{x.shape[-1]} image (mirrored borders need radius < side); use a width "
+                         f"below {min(x.shape[-2:]) / truncate:.2g} px")
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, 1, h, w)
+    windows = F.unfold(F.pad(flat, (r, r, r, r), mode="reflect"), 2 * r + 1)  # (BC, K, HW), K = (2r + 1)^2
+    g = gaussian_kernel(sigma, truncate).to(x.dtype)
+    spatial = (g[:, None] * g[None, :]).reshape(1, -1, 1).to(x.device)  # (1, K, 1)
+    weights = spatial * torch.exp(-0.5 * ((windows - flat.reshape(b * c, 1, h * w)) / sigma_range) ** 2)
+    out = (weights * windows).sum(1) / weights.sum(1)  # (BC, HW); the centre's weight keeps the sum > 0
+    return out.view(b, c, h, w)
 
 
 def _percentile_mask(values: torch.Tensor, pct: float) -> torch.Tensor:
@@ -186,6 +216,30 @@ class GaussianBlur:
             p.copy_(gaussian_blur(p, self.width, self.truncate))
 
     def rescaled(self, factor: float) -> "GaussianBlur":
+        return dataclasses.replace(self, width=self.width * factor)
+
+
+@dataclass(frozen=True)
+class BilateralBlur:
+    """GaussianBlur's edge-preserving alternative: a bilateral filter of p (bilateral_filter) after steps 0, every,
+    2 * every, ... Smooths the high-frequency noise within regions while a step larger than ~range_sigma survives."""
+
+    width: float = 1.0  # the spatial Gaussian's standard deviation in pixels, as GaussianBlur's width
+    range_sigma: float = 0.1  # the range Gaussian's standard deviation, in p's units (image units for pixels)
+    every: int = 4  # filter after step i when i % every == 0
+    truncate: float = 4.0  # kernel radius in standard deviations
+
+    def __post_init__(self) -> None:
+        if self.width < 0 or self.every < 1 or self.range_sigma <= 0:
+            raise ValueError(f"BilateralBlur needs width >= 0, range_sigma > 0 and every >= 1, got width={self.width}, "
+                             f"range_sigma={self.range_sigma}, every={self.every}")
+
+    def __call__(self, p: torch.Tensor, ctx) -> None:
+        _check_image(p, "BilateralBlur")
+        if ctx.step % self.every == 0:
+            p.copy_(bilateral_filter(p, self.width, self.range_sigma, self.truncate))
+
+    def rescaled(self, factor: float) -> "BilateralBlur":
         return dataclasses.replace(self, width=self.width * factor)
 
 

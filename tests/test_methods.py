@@ -192,6 +192,29 @@ def test_cli_composes_a_method_from_flags(tmp_path):
     assert (tmp_path / "replay" / "grid.png").read_bytes() == (out / "grid.png").read_bytes()
 
 
+def test_cli_composes_preconditioners_and_the_bilateral_filter_by_name(tmp_path):
+    out = tmp_path / "out"
+    assert main(["synthesize", "--weights", "random", "--method", "yosinski", "--units", "fc8:0", "--seeds", "2",
+                 "--steps", "3", "--preconditioner", "gradblur:width=0.7", "--preconditioner", "lapnorm:levels=3",
+                 "--operator", "bilateral:width=0.5,range_sigma=0.2,every=2", "--out", str(out), "--quiet"]) == 0
+    row = json.loads((out / "manifest.jsonl").read_text().splitlines()[0])
+    method = row["settings"]["method"]
+    assert row["method"] == "yosinski-custom"
+    assert method["preconditioners"] == [{"type": "GradientBlur", "width": 0.7, "truncate": 4.0},
+                                         {"type": "LaplacianNormalize", "levels": 3, "scale": "rms", "eps": 1e-12}]
+    assert method["operators"] == [{"type": "BilateralBlur", "width": 0.5, "range_sigma": 0.2, "every": 2,
+                                    "truncate": 4.0}]
+    (tmp_path / "m.json").write_text(json.dumps(row["settings"]))  # replays image for image
+    assert main(["synthesize", "--weights", "random", "--config", str(tmp_path / "m.json"), "--units", "fc8:0",
+                 "--seeds", "2", "--out", str(tmp_path / "replay"), "--quiet"]) == 0
+    assert (tmp_path / "replay" / "grid.png").read_bytes() == (out / "grid.png").read_bytes()
+    # the registered methods run by name and record their pieces
+    assert main(["synthesize", "--weights", "random", "--method", "olah-lapnorm", "--units", "fc8:0", "--seeds", "1",
+                 "--steps", "2", "--out", str(tmp_path / "lap"), "--quiet"]) == 0
+    row = json.loads((tmp_path / "lap" / "manifest.jsonl").read_text())
+    assert row["settings"]["method"]["preconditioners"][0]["type"] == "LaplacianNormalize"
+
+
 def test_cli_composition_errors_are_one_line(tmp_path, capsys):
     base = ["synthesize", "--weights", "random", "--units", "fc8:0", "--seeds", "1", "--steps", "1",
             "--out", str(tmp_path / "o"), "--quiet"]
@@ -199,7 +222,9 @@ def test_cli_composition_errors_are_one_line(tmp_path, capsys):
                            (["--transform", "spin"], "unknown transform 'spin'"),
                            (["--config", str(tmp_path / "none.json")], "config file not found"),
                            (["--config", str(tmp_path / "none.json"), "--method", "olah"], "not both"),
-                           (["--method", "olah", "--operator", "blur"], "'pixels' parameterization")]:
+                           (["--method", "olah", "--operator", "blur"], "'pixels' parameterization"),
+                           (["--method", "olah", "--preconditioner", "lapnorm"], "'pixels' parameterization"),
+                           (["--preconditioner", "lapnorm:scale=max"], "scale must be rms or mean-abs")]:
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err

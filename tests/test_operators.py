@@ -7,12 +7,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 
 from dgn_am.engine import StepRule, maximize
 from dgn_am.layers import Unit
 from dgn_am.objectives import UnitObjective
-from dgn_am.operators import (Anchor, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip, centre_fraction,
-                              centre_mask, contribution, gaussian_blur, gaussian_kernel)
+from dgn_am.operators import (Anchor, BilateralBlur, CentreBias, ContributionClip, Decay, GaussianBlur, NormClip,
+                              bilateral_filter, centre_fraction, centre_mask, contribution, gaussian_blur,
+                              gaussian_kernel)
 from dgn_am.parameterizations import FourierParam, PixelParam
 from tests.helpers import linear_model
 
@@ -254,3 +256,72 @@ def test_centre_bias_zeroes_outside_the_growing_box():
     assert q.eq(1).all()
     with pytest.raises(ValueError, match="0 < start <= 1"):
         CentreBias(start=0.0)
+
+
+# ---- bilateral filter ----
+
+def _bilateral_reference(img: np.ndarray, sigma: float, sigma_range: float) -> np.ndarray:
+    """A direct double loop over pixels and window offsets (numpy, float64), borders mirrored without repeating the
+    edge pixel (numpy.pad "reflect", torchvision's)."""
+    r = int(4 * sigma + 0.5)
+    padded = np.pad(img, r, mode="reflect")
+    out = np.empty_like(img)
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
+            num = den = 0.0
+            for a in range(-r, r + 1):
+                for b in range(-r, r + 1):
+                    v = padded[i + r + a, j + r + b]
+                    wgt = np.exp(-(a * a + b * b) / (2 * sigma ** 2)) * np.exp(-(v - img[i, j]) ** 2 /
+                                                                              (2 * sigma_range ** 2))
+                    num, den = num + wgt * v, den + wgt
+            out[i, j] = num / den
+    return out
+
+
+def test_bilateral_filter_matches_a_direct_loop():
+    x = torch.rand(2, 2, 6, 7, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    out = bilateral_filter(x, 0.6, 0.2)
+    for b in range(2):
+        for c in range(2):  # per item and channel
+            assert np.allclose(out[b, c].numpy(), _bilateral_reference(x[b, c].numpy(), 0.6, 0.2), atol=1e-12)
+
+
+def test_bilateral_filter_leaves_a_constant_image_unchanged():
+    x = torch.full((2, 3, 9, 9), 0.3)
+    x[1] = -0.2
+    assert torch.allclose(bilateral_filter(x, 1.0, 0.1), x, atol=1e-7, rtol=0)
+
+
+def test_bilateral_filter_keeps_a_step_edge_that_the_gaussian_blur_smears():
+    step = torch.zeros(1, 1, 16, 16)
+    step[..., 8:] = 1.0
+    smeared = (gaussian_blur(step, 1.0) - step).abs().max().item()
+    kept = (bilateral_filter(step, 1.0, 0.1) - step).abs().max().item()
+    assert smeared > 0.3  # the pixels beside the edge move by ~0.31 under the blur
+    assert kept < 1e-12  # across the edge the range weight is exp(-50) ~ 2e-22
+
+
+def test_bilateral_filter_with_a_huge_range_sigma_is_the_gaussian_blur():
+    x = torch.rand(2, 3, 12, 11, generator=torch.Generator().manual_seed(6))
+    wide = bilateral_filter(x, 1.0, 1e6)
+    assert torch.allclose(wide, gaussian_blur(x, 1.0), atol=1e-6, rtol=0)
+    assert torch.allclose(wide, TF.gaussian_blur(x, [9, 9], [1.0, 1.0]), atol=1e-6, rtol=0)  # radius 4
+
+
+def test_bilateral_blur_operator_schedule_settings_and_errors():
+    x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    op = BilateralBlur(width=0.8, range_sigma=0.2, every=3)
+    p = x.clone()
+    op(p, ctx(step=1))
+    assert torch.equal(p, x)  # not a filter step
+    op(p, ctx(step=3))
+    assert torch.equal(p, bilateral_filter(x, 0.8, 0.2))
+    assert op.rescaled(2.0) == BilateralBlur(width=1.6, range_sigma=0.2, every=3)
+    assert torch.equal(bilateral_filter(x, 0.0, 0.2), x)
+    with pytest.raises(ValueError, match="range_sigma > 0"):
+        BilateralBlur(range_sigma=0.0)
+    with pytest.raises(ValueError, match="too wide"):
+        bilateral_filter(x, 3.0, 0.2)
+    with pytest.raises(ValueError, match="'pixels' parameterization"):
+        op(torch.zeros(2, 10), ctx(step=0))
