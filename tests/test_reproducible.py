@@ -76,8 +76,18 @@ def test_deterministic_switch_sets_and_restores_the_flags():
         cudnn.benchmark = before[1]
 
 
-def test_the_switch_is_off_again_after_an_error():
-    with pytest.raises(RuntimeError):
-        with deterministic("cuda"):
-            raise RuntimeError("boom")
-    assert not torch.are_deterministic_algorithms_enabled()
+def test_the_switch_is_put_back_after_an_error():
+    """Back to what it was before (Lightning's Trainer(deterministic=True), run by earlier tests, turns it on for the
+    whole process), both from off and from on."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        for state in (False, True):
+            torch.use_deterministic_algorithms(state)
+            with pytest.raises(RuntimeError):
+                with deterministic("cuda"):
+                    assert torch.is_deterministic_algorithms_warn_only_enabled()
+                    raise RuntimeError("boom")
+            assert torch.are_deterministic_algorithms_enabled() == state
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
