@@ -55,16 +55,20 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch
     outer r pixels, and the benchmark's conclusions did not change (docs/benchmark.md). The kernel must be narrower
     than the image (r < min(H, W)). sigma <= 0 returns x unchanged. Differentiable in x.
     """
-    if sigma <= 0:
-        return x
-    r = int(truncate * sigma + 0.5)
+    r = _radius(sigma, truncate, x, "blur")
     if r == 0:
         return x
+    return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [float(sigma), float(sigma)])
+
+
+def _radius(sigma: float, truncate: float, x: torch.Tensor, what: str) -> int:
+    """The kernel radius int(truncate * sigma + 0.5) (0 for sigma <= 0), checked to fit x's mirrored borders."""
+    r = int(truncate * sigma + 0.5) if sigma > 0 else 0
     if r >= min(x.shape[-2:]):
-        raise ValueError(f"blur width {sigma} px gives a kernel radius of {r} px, too wide for a "
+        raise ValueError(f"{what} width {sigma} px gives a kernel radius of {r} px, too wide for a "
                          f"{x.shape[-2]}x{x.shape[-1]} image (mirrored borders need radius < side); use a width "
                          f"below {min(x.shape[-2:]) / truncate:.2g} px")
-    return TF.gaussian_blur(x, [2 * r + 1, 2 * r + 1], [float(sigma), float(sigma)])
+    return r
 
 
 def bilateral_filter(x: torch.Tensor, sigma: float, sigma_range: float, truncate: float = 4.0) -> torch.Tensor:
@@ -78,13 +82,9 @@ def bilateral_filter(x: torch.Tensor, sigma: float, sigma_range: float, truncate
     """
     if sigma_range <= 0:
         raise ValueError(f"bilateral filter needs a range sigma > 0, got {sigma_range}")
-    r = int(truncate * sigma + 0.5) if sigma > 0 else 0
+    r = _radius(sigma, truncate, x, "bilateral")
     if r == 0:
         return x
-    if r >= min(x.shape[-2:]):
-        raise ValueError(f"bilateral width {sigma} px gives a kernel radius of {r} px, too wide for a "
-                         f"{x.shape[-2]}x{x.shape[-1]} image (mirrored borders need radius < side); use a width "
-                         f"below {min(x.shape[-2:]) / truncate:.2g} px")
     b, c, h, w = x.shape
     flat = x.reshape(b * c, 1, h, w)
     windows = F.unfold(F.pad(flat, (r, r, r, r), mode="reflect"), 2 * r + 1)  # (BC, K, HW), K = (2r + 1)^2
