@@ -31,6 +31,13 @@ class StylizerModule(L.LightningModule):
         self.loss_config = loss
         self._loss: TransferLoss | None = None
 
+    def train(self, mode: bool = True) -> "StylizerModule":
+        """Lightning puts the whole module in training mode; the loss network stays in eval mode (its batch norm
+        must use its running statistics, and must not update them)."""
+        super().train(mode)
+        self.model.eval()
+        return self
+
     def transfer_loss(self) -> TransferLoss:
         if self._loss is None:  # built on the module's device, once
             self._loss = TransferLoss(self.model, self.style, self.loss_config)

@@ -44,3 +44,21 @@ def test_style_flags_are_checked(tmp_path, capsys):
     assert main(["train-stylizer", "--style", str(tmp_path / "nope.png"), "--out", str(tmp_path / "s.safetensors")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_loss_network_stays_in_eval_mode():
+    """Lightning calls train() on the module: the stylizer trains, the loss network's batch norm stays in eval."""
+    from dgn_am.fast_style import Stylizer, StylizerConfig, TransferLossConfig
+    from tests.helpers import random_caffenet
+    from training.stylizer import StylizerModule
+
+    model = random_caffenet()
+    stats = [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    module = StylizerModule(Stylizer(StylizerConfig(width=4, blocks=1)), model, torch.rand(1, 1, 28, 28),
+                            TransferLossConfig())
+    module.train()
+    assert module.net.training and not module.model.training
+    assert not any(m.training for m in module.model.modules())
+    module.training_step((torch.rand(4, 1, 28, 28),), 0)
+    after = [m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert stats and all(torch.equal(a, b) for a, b in zip(stats, after))
