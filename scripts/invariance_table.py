@@ -4,7 +4,8 @@
 
 One row per folder and target: the objective at the point, |gradient|, the largest and the smallest eigenvalue,
 the activation change at t = -r and +r along the top and the bottom direction on the network, on the surrogate (when
-smoothed) and as the quadratic model f + t g.v + t^2 lambda / 2 predicts it, the near-zero eigenvalues (solver full), Hessian-vector products and seconds.
+smoothed) and as the quadratic model f + t g.v + t^2 lambda / 2 predicts it, the near-zero eigenvalues (solver
+full), Hessian-vector products and seconds.
 """
 
 from __future__ import annotations

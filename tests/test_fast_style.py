@@ -75,7 +75,8 @@ def test_a_stylizer_file_round_trips(tmp_path):
     net = Stylizer(StylizerConfig(width=4, blocks=2))
     save_stylizer(tmp_path / "s.safetensors", net, {"style": "x.png", "steps": 7})
     again, meta = load_stylizer(tmp_path / "s.safetensors")
-    assert meta["config"] == {"channels": 1, "width": 4, "blocks": 2} and meta["steps"] == 7 and meta["style"] == "x.png"
+    assert meta["config"] == {"channels": 1, "width": 4, "blocks": 2}
+    assert meta["steps"] == 7 and meta["style"] == "x.png"
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
         want = net.eval()(x)

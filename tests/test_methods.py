@@ -100,7 +100,8 @@ def test_same_seed_is_bit_identical_and_seeds_differ(caffenet, name):
 @pytest.mark.parametrize("name", BASELINES)
 def test_every_method_runs_on_rgb_models_and_conv_units(name):
     model = rgb_model()
-    result, items = synthesize(model, parse_units("fc:1") + parse_units("conv1:3@mean"), [0], short(name, 2, mean=False))
+    units = parse_units("fc:1") + parse_units("conv1:3@mean")
+    result, items = synthesize(model, units, [0], short(name, 2, mean=False))
     assert result.images.shape == (2, 3, 20, 20)
     assert torch.isfinite(result.images).all()
     assert result.images.min() >= 0 and result.images.max() <= 1

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict:
     module.eval()
     with torch.no_grad():
         val = mean_losses([module.transfer_loss()(net(x), x) for x, _ in dm.val_dataloader()])
-    meta = {"loss": asdict(loss), "model": args.model, "style": args.style, "style_sha256": file_sha256(Path(args.style)),
+    meta = {"loss": asdict(loss), "model": args.model, "style": args.style,
+            "style_sha256": file_sha256(Path(args.style)),
             "steps": trainer.global_step, "seed": args.seed, "val_losses": val,
             "command": "dgn-am train-stylizer " + " ".join(argv)}
     if trainer.is_global_zero:

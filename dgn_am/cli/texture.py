@@ -80,7 +80,8 @@ def _write(args, model, shown: list, result, seeds: list, record: dict) -> None:
 
 
 def _settings(args) -> dict:
-    keys = ("command", "method", "model", "weights", "device", "parameterization", "prior", "seeds", "first_seed", "steps",
+    keys = ("command", "method", "model", "weights", "device", "parameterization", "prior", "seeds", "first_seed",
+            "steps",
             "lr", "image", "layers", "weights_per_layer", "content", "style", "content_layer", "style_layers",
             "content_weight", "style_weight", "init")
     out = {k: getattr(args, k) for k in keys if hasattr(args, k)}

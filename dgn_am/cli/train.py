@@ -1,4 +1,5 @@
-"""`dgn-am train-classifier`, `dgn-am train-prior` and `dgn-am train-stylizer`: hand the rest of the command line to the training side.
+"""`dgn-am train-classifier`, `dgn-am train-prior` and `dgn-am train-stylizer`: hand the rest of the command line
+to the training side.
 
 The training side (`training/`, Lightning) is an optional extra: it is imported only here, only when one of these
 commands runs, so `import dgn_am` and every other command work without Lightning installed."""

@@ -26,8 +26,8 @@ from dgn_am.explain.relu_rules import deconvnet, guided_backprop, relu_rule
 
 __all__ = [
     "Curvature", "FlatHessianWarning", "Invariance", "InvarianceConfig", "METHODS", "Patches", "ReceptiveField",
-    "TopK", "eigenpairs", "full_hessian", "invariances", "smoothed", "unit_invariance", "contrastive_excitation_backprop", "deconvnet", "display_map",
-    "embed_2d", "excitation_backprop",
+    "TopK", "eigenpairs", "full_hessian", "invariances", "smoothed", "unit_invariance",
+    "contrastive_excitation_backprop", "deconvnet", "display_map", "embed_2d", "excitation_backprop",
     "excitation_maps", "explain", "filter_tiles", "first_conv", "first_layer_filters", "gradient",
     "gradient_x_input", "guided_backprop", "heatmap", "layer_features", "layer_outputs", "nearest_neighbours",
     "occlusion", "overlay", "plot_embedding", "receptive_field", "reduce_channels", "relu_rule", "resize_map",

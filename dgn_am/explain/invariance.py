@@ -286,8 +286,9 @@ def settings(config: InvarianceConfig, space: str) -> dict:
     return {"space": space, **asdict(config)}
 
 
-def invariances(model: nn.Module, targets: Sequence, points: torch.Tensor, config: InvarianceConfig = InvarianceConfig(),
-                prior=None, seed: int = 0, progress: Callable[[int, int], None] | None = None) -> list[Invariance]:
+def invariances(model: nn.Module, targets: Sequence, points: torch.Tensor,
+                config: InvarianceConfig = InvarianceConfig(), prior=None, seed: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> list[Invariance]:
     """unit_invariance for each target i at points[i] (images (N, C, H, W), or codes (N, code_dim) with a prior).
     progress(target index, products) after each Hessian-vector product."""
     if len(points) != len(targets):

@@ -41,7 +41,8 @@ def test_style_flags_are_checked(tmp_path, capsys):
     assert main(["style", "--weights", "random", "--content", str(tmp_path / "a.png"), str(tmp_path / "a.png"),
                  "--style", str(tmp_path / "a.png"), "--out", str(out)]) == 2
     assert "one image without --network" in capsys.readouterr().err
-    assert main(["train-stylizer", "--style", str(tmp_path / "nope.png"), "--out", str(tmp_path / "s.safetensors")]) == 2
+    assert main(["train-stylizer", "--style", str(tmp_path / "nope.png"),
+                 "--out", str(tmp_path / "s.safetensors")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists()
 
