@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 
@@ -125,6 +126,22 @@ def bounded_int(value: int, name: str, low: int | None = None, high: int | None 
     if high is not None and value > high:
         raise UsageError(f"{name} must be <= {high}, got {value}")
     return value
+
+
+def weights_out(out: str, flag: str = "--out") -> Path:
+    """A weights file to write: a name ending in .safetensors, not a folder, under a path whose first existing
+    part is a folder. Checked before any training or reading; returns it as a Path."""
+    path = Path(out)
+    if path.suffix != ".safetensors":
+        raise UsageError(f"{flag} must end in .safetensors, got {out}")
+    if path.is_dir():
+        raise UsageError(f"{flag} {out} is a folder; give a file name ending in .safetensors")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {out}: {parent} is a file, not a folder; choose another path")
+            break
+    return path
 
 
 def non_finite_in(obj: Any, where: str = "") -> str | None:

@@ -123,11 +123,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         peak = r["peak_gpu_mb"] if gpu else r["peak_rss_mb"]
         lines.append(f"| {r['batch']} | {r['engine_s_per_step']:.4f} | {r['floor_s_per_step']:.4f} | "
                      f"{r['engine_s_per_step'] / r['batch']:.4f} | {peak:.0f} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "paper-cuda" if gpu else "paper"
-    (out / f"{name}.json").write_text(json.dumps({"command": command, "commit": commit, "rows": rows}, indent=1))
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    from dgn_am.imageio import write_text
+
+    out, name = Path(args.out), "paper-cuda" if gpu else "paper"
+    write_text(out / f"{name}.json", json.dumps({"command": command, "commit": commit, "rows": rows}, indent=1))
+    write_text(out / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return rows
 

@@ -457,3 +457,24 @@ def test_10_explain_with_a_model_without_gradient(tmp_path, capsys):
     assert main(["explain", "--model", "tests.helpers:no_grad_factory", "--image", str(image), "--unit", "fc:0",
                  "--quiet", "--out", str(tmp_path / "out")]) == 2
     assert "carries no gradient" in error_line(capsys)
+
+
+@pytest.mark.parametrize("command", [
+    ["train-classifier", "--out", "OUT"],
+    ["train-stylizer", "--style", "STYLE", "--out", "OUT"],
+    ["import-caffe", "--generator", "STYLE", "--bounds", "STYLE", "--out", "OUT"],
+])
+def test_8_weights_out_is_checked_alike(tmp_path, capsys, command):
+    """Every command that writes one weights file rejects the same bad --out with the same words (errors.weights_out),
+    before it reads or trains anything."""
+    (tmp_path / "file").write_text("keep")
+    (tmp_path / "style.png").write_bytes(b"x")
+    (tmp_path / "dir.safetensors").mkdir()
+    cases = [(tmp_path / "w.pt", "must end in .safetensors"),
+             (tmp_path / "dir.safetensors", "is a folder; give a file name ending in .safetensors"),
+             (tmp_path / "file" / "w.safetensors", f"{tmp_path / 'file'} is a file, not a folder")]
+    for out, message in cases:
+        args = [a.replace("OUT", str(out)).replace("STYLE", str(tmp_path / "style.png")) for a in command]
+        assert main(args) == 2
+        assert message in error_line(capsys)
+    assert (tmp_path / "file").read_text() == "keep"

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from dgn_am.errors import ArgumentParser, UsageError, bounded_int, finite_float
+from dgn_am.errors import ArgumentParser, UsageError, bounded_int, finite_float, weights_out
 from dgn_am.models.fmnist import CLASSES
 from dgn_am.models.loading import ARCHITECTURES, write_state_dict
 from dgn_am.models.spec import InputSpec
@@ -75,7 +75,7 @@ class ClassifierModule(L.LightningModule):
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> ArgumentParser:
     p = ArgumentParser(prog="dgn-am train-classifier", description="Train a target classifier on "
                        "Fashion-MNIST (default) or an ImageFolder, and save it as .safetensors. Checkpoints go to "
                        "--checkpoint-dir; --ckpt-path resumes from one.")
@@ -109,16 +109,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _check_args(args) -> Path:
     """Every flag in range and --out writable, before any data is read; returns --out as a Path."""
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise UsageError(f"--out must end in .safetensors, got {out}")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name ending in .safetensors")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--out {out}: {parent} is a file, not a folder; choose another path")
-            break
+    out = weights_out(args.out)
     bounded_int(args.epochs, "--epochs", 1)
     bounded_int(args.batch_size, "--batch-size", 1, 65_536)
     bounded_int(args.image_size, "--image-size", 1, 4096)

@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from dgn_am.errors import ArgumentParser, UsageError, bounded_int, finite_float
+from dgn_am.errors import ArgumentParser, UsageError, bounded_int, finite_float, weights_out
 from dgn_am.fast_style import Stylizer, StylizerConfig, TransferLoss, TransferLossConfig, mean_losses, save_stylizer
 from training.loggers import LOGGERS, make_logger
 
@@ -93,9 +93,7 @@ def parser() -> ArgumentParser:
 
 
 def _check(args) -> Path:
-    out = Path(args.out)
-    if out.suffix != ".safetensors" or out.is_dir():
-        raise UsageError(f"--out must be a file name ending in .safetensors, got {out}")
+    out = weights_out(args.out)
     if not Path(args.style).is_file():
         raise UsageError(f"--style {args.style}: no such file")
     for flag in ("epochs", "batch_size", "width"):

@@ -19,7 +19,7 @@ from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningCLI
 from tqdm import tqdm
 
-from dgn_am.errors import UsageError
+from dgn_am.errors import UsageError, weights_out
 from dgn_am.priors import bank_indices, code_stats, save_prior
 from training.prior import PriorModule
 from training.resume import WEIGHTS_ONLY, AtomicCheckpointIO, resume_path, resume_record
@@ -73,18 +73,8 @@ def export(module: PriorModule, datamodule, out: Path, k: float, nonnegative: bo
 
 def _check_out(out: str | None) -> None:
     """--out names a .safetensors file in a folder that is (or can be) a folder; checked before training."""
-    if out is None:
-        return
-    path = Path(out)
-    if path.suffix != ".safetensors":
-        raise UsageError(f"--out must end in .safetensors, got {out}")
-    if path.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name ending in .safetensors")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"--out {out}: {parent} is a file, not a folder; choose another path")
-            return
+    if out is not None:
+        weights_out(out)
 
 
 def main(argv: list[str] | None = None) -> dict | None:

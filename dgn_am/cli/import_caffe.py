@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dgn_am.errors import UsageError
+from dgn_am.errors import UsageError, weights_out
 from dgn_am.manifest import file_sha256
 
 GENERATOR_OUTPUT = "BGR, 0..255 scale, the Caffe ImageNet mean (104, 117, 123) already subtracted"
@@ -42,11 +42,7 @@ def _check(args: argparse.Namespace) -> Path:
         value = getattr(args, flag)
         if value is not None and not Path(value).is_file():
             raise UsageError(f"--{flag} {value}: no such file")
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise UsageError(f"--out must end in .safetensors, got {out}")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name ending in .safetensors")
+    out = weights_out(args.out)
     if out.exists() and not args.overwrite:
         raise UsageError(f"--out {out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
